@@ -1,0 +1,78 @@
+// Package executor runs agents' WebAssembly modules in sandboxes.
+//
+// Engine has two implementations run through one conformance suite: wazero
+// (the default, pure Go) and wasmer (cgo, build tag "wasmer"). An engine
+// compiles a module once, at agent.register, and runs every task in a fresh
+// instance of it.
+package executor
+
+import (
+	"context"
+	"time"
+
+	"github.com/chimera-fabric/fabric/protocol"
+)
+
+// Engine compiles and runs WebAssembly modules.
+type Engine interface {
+	// Name is the engine's name as --engine spells it.
+	Name() string
+	// Compile validates and compiles a module. An unusable module (not
+	// WebAssembly, fails validation, imports outside GUEST_ABI.md, no entry)
+	// is refused with an error wrapping protocol.ErrInvalidModule that names
+	// the problem.
+	Compile(ctx context.Context, spec ModuleSpec) (Module, error)
+	// Close releases the engine and every module it compiled.
+	Close(ctx context.Context) error
+}
+
+// ModuleSpec describes a module to compile.
+type ModuleSpec struct {
+	Name         string
+	Wasm         []byte
+	ABI          string   // "" detects it from the exports
+	Entry        string   // "" for the ABI's default ("run" or "_start")
+	Capabilities []string // protocol.CapClock, protocol.CapRandom
+}
+
+// Module is a compiled module. Run may be called concurrently; each call runs
+// in its own instance and shares no state with any other.
+type Module interface {
+	ABI() string
+	Entry() string
+	// Run runs one task. It never panics and never returns a Go error: every
+	// failure, the host's own included, is an Outcome with Err set.
+	Run(ctx context.Context, inv Invocation) Outcome
+	Close(ctx context.Context) error
+}
+
+// Invocation is one task's run.
+type Invocation struct {
+	TaskID string
+	Input  []byte
+	// Timeout bounds the run's wall-clock time; the guest is stopped when it
+	// passes and the outcome is CodeTimeout. Cancelling ctx stops the guest
+	// too, with CodeCancelled.
+	Timeout          time.Duration
+	MemoryLimitBytes uint64 // linear memory cap; growing past it is CodeMemoryLimit
+	OutputLimitBytes int64  // past it: CodeOutputLimit
+	LogLimitBytes    int64  // logs past it are dropped, and LogsTruncated is set
+	Fuel             uint64 // 0: unmetered
+	// Seed seeds the deterministic random source of agents without the
+	// random capability.
+	Seed int64
+	// OnProgress is called with 0..1 when the guest reports progress. It is
+	// called on the guest's goroutine and must not block.
+	OnProgress func(p float64)
+}
+
+// Outcome is what a run produced.
+type Outcome struct {
+	Output        []byte
+	Logs          []protocol.LogLine
+	LogsTruncated bool
+	KPIs          map[string]float64
+	Usage         protocol.ResourceUsage
+	Duration      time.Duration
+	Err           *protocol.TaskError // nil on success
+}
