@@ -49,8 +49,12 @@ type Config struct {
 	MaxQueued int // queued + retrying tasks before task.submit answers -32002; default 100000
 	Limits    Limits
 	KPIWindow time.Duration // default 60s
-	Logger    zerolog.Logger
-	Version   string
+	// ProgressInterval coalesces a task's progress reports: at most one
+	// stored event per interval per task. Default 100ms.
+	ProgressInterval time.Duration
+	Retention        Retention
+	Logger           zerolog.Logger
+	Version          string
 	// Now is the clock; nil means time.Now. Tests inject one.
 	Now func() time.Time
 }
@@ -58,3 +62,11 @@ type Config struct {
 // Sink receives events of a subscription. It is called synchronously by the
 // publisher and must not block; events of one task arrive in order.
 type Sink func(ev protocol.TaskEvent)
+
+// Retention says how long finished tasks and their events are kept. The zero
+// value keeps everything.
+type Retention struct {
+	MaxAge   time.Duration // remove finished tasks older than this (0: no age limit)
+	Keep     int           // but always keep this many of the newest finished tasks
+	Interval time.Duration // how often to prune; default 1 minute
+}

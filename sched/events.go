@@ -1,0 +1,149 @@
+package sched
+
+import (
+	"context"
+	"sync"
+
+	"github.com/chimera-fabric/fabric/protocol"
+	"github.com/chimera-fabric/fabric/store"
+)
+
+// bus fans events out to subscribers. Publishing never blocks on a
+// subscriber: sinks must not block (the server's sinks enqueue to a bounded
+// per-connection queue and drop the connection when it is full).
+type bus struct {
+	mu   sync.RWMutex
+	subs map[*subscriber]struct{}
+}
+
+type subscriber struct {
+	ids   map[string]struct{} // nil: any task
+	agent string              // "": any agent
+	sink  Sink
+
+	mu        sync.Mutex
+	closed    bool
+	replaying bool                 // live events are buffered while the store is replayed
+	buf       []protocol.TaskEvent // guarded by mu
+}
+
+func (sub *subscriber) match(ev *protocol.TaskEvent) bool {
+	if sub.ids != nil {
+		if _, ok := sub.ids[ev.TaskID]; !ok {
+			return false
+		}
+	}
+	return sub.agent == "" || sub.agent == ev.Agent
+}
+
+func (sub *subscriber) deliver(ev protocol.TaskEvent) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	switch {
+	case sub.closed:
+	case sub.replaying:
+		sub.buf = append(sub.buf, ev)
+	default:
+		sub.sink(ev)
+	}
+}
+
+// publish sends a stored event to its subscribers and wakes the waiters of a
+// task that reached a terminal state.
+func (s *Scheduler) publish(ev protocol.TaskEvent) {
+	s.bus.mu.RLock()
+	for sub := range s.bus.subs {
+		if sub.match(&ev) {
+			sub.deliver(ev)
+		}
+	}
+	s.bus.mu.RUnlock()
+	if ev.State.Terminal() {
+		s.mu.Lock()
+		chs := s.wait[ev.TaskID]
+		delete(s.wait, ev.TaskID)
+		s.mu.Unlock()
+		for _, ch := range chs {
+			close(ch)
+		}
+	}
+}
+
+func newSubscriber(f store.EventFilter, sink Sink) *subscriber {
+	sub := &subscriber{agent: f.Agent, sink: sink}
+	if len(f.TaskIDs) > 0 {
+		sub.ids = make(map[string]struct{}, len(f.TaskIDs))
+		for _, id := range f.TaskIDs {
+			sub.ids[id] = struct{}{}
+		}
+	}
+	return sub
+}
+
+func (s *Scheduler) add(sub *subscriber) *Subscription {
+	s.bus.mu.Lock()
+	s.bus.subs[sub] = struct{}{}
+	s.bus.mu.Unlock()
+	return &Subscription{close: func() {
+		s.bus.mu.Lock()
+		delete(s.bus.subs, sub)
+		s.bus.mu.Unlock()
+		sub.mu.Lock()
+		sub.closed, sub.buf = true, nil
+		sub.mu.Unlock()
+	}}
+}
+
+// subscribe delivers live events only.
+func (s *Scheduler) subscribe(f store.EventFilter, sink Sink) *Subscription {
+	return s.add(newSubscriber(f, sink))
+}
+
+// replayPage is how many stored events one replay read fetches.
+const replayPage = 1000
+
+// Subscribe delivers matching events to sink: first the stored ones after
+// afterSeq (if not nil), then live ones, with no gap and no duplicate.
+//
+// Live events are buffered from before the replay's first read. Since the
+// store assigns seqs in commit order, the replay returns every matching event
+// in (afterSeq, last] for the last seq it read, so a buffered event is new
+// exactly when its seq is above that.
+func (s *Scheduler) Subscribe(ctx context.Context, f store.EventFilter, afterSeq *int64, sink Sink) (*Subscription, error) {
+	sub := newSubscriber(f, sink)
+	if afterSeq == nil {
+		return s.add(sub), nil
+	}
+	sub.replaying = true
+	h := s.add(sub)
+	last := *afterSeq
+	for {
+		evs, err := s.st.Events(ctx, last, f, replayPage)
+		if err != nil {
+			h.Close()
+			return nil, err
+		}
+		for _, ev := range evs {
+			sub.mu.Lock()
+			closed := sub.closed
+			sub.mu.Unlock()
+			if closed {
+				return h, nil
+			}
+			sink(ev)
+			last = ev.Seq
+		}
+		if len(evs) < replayPage {
+			break
+		}
+	}
+	sub.mu.Lock()
+	for _, ev := range sub.buf {
+		if ev.Seq > last && !sub.closed {
+			sub.sink(ev)
+		}
+	}
+	sub.buf, sub.replaying = nil, false
+	sub.mu.Unlock()
+	return h, nil
+}

@@ -1,0 +1,222 @@
+package sched
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/chimera-fabric/fabric/executor"
+	"github.com/chimera-fabric/fabric/protocol"
+	"github.com/chimera-fabric/fabric/store"
+)
+
+// kpiWindow keeps what happened over a sliding window: submits, and each
+// finished task's latency (submit to terminal), state and custom KPIs.
+type kpiWindow struct {
+	window time.Duration
+
+	mu    sync.Mutex
+	subs  []time.Time
+	dones []done
+}
+
+type done struct {
+	at      time.Time
+	latency time.Duration
+	failed  bool
+	custom  map[string]float64
+}
+
+func newKPIWindow(w time.Duration) *kpiWindow { return &kpiWindow{window: w} }
+
+func (k *kpiWindow) submitted(now time.Time) {
+	k.mu.Lock()
+	k.subs = append(k.subs, now)
+	k.trim(now)
+	k.mu.Unlock()
+}
+
+func (k *kpiWindow) completed(now time.Time, latency time.Duration, st protocol.State, custom map[string]float64) {
+	k.mu.Lock()
+	k.dones = append(k.dones, done{at: now, latency: latency, failed: st != protocol.StateSucceeded, custom: custom})
+	k.trim(now)
+	k.mu.Unlock()
+}
+
+// trim drops what fell out of the window; k.mu is held.
+func (k *kpiWindow) trim(now time.Time) {
+	cut := now.Add(-k.window)
+	i := 0
+	for i < len(k.subs) && k.subs[i].Before(cut) {
+		i++
+	}
+	if i > 0 {
+		k.subs = append(k.subs[:0], k.subs[i:]...)
+	}
+	j := 0
+	for j < len(k.dones) && k.dones[j].at.Before(cut) {
+		j++
+	}
+	if j > 0 {
+		k.dones = append(k.dones[:0], k.dones[j:]...)
+	}
+}
+
+func (k *kpiWindow) throughput(now time.Time) float64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.trim(now)
+	return float64(len(k.dones)) / k.window.Seconds()
+}
+
+func (k *kpiWindow) report(now time.Time) protocol.KPIReport {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.trim(now)
+	r := protocol.KPIReport{
+		At:        now.UTC(),
+		WindowS:   k.window.Seconds(),
+		Submitted: int64(len(k.subs)),
+		Custom:    map[string]float64{},
+	}
+	lat := make([]float64, 0, len(k.dones))
+	for _, d := range k.dones {
+		r.Completed++
+		if d.failed {
+			r.Failed++
+		}
+		lat = append(lat, float64(d.latency.Microseconds())/1000)
+		for name, v := range d.custom {
+			r.Custom[name] += v
+		}
+	}
+	r.ThroughputPerS = float64(r.Completed) / k.window.Seconds()
+	slices.Sort(lat)
+	r.LatencyMs = protocol.LatencyMs{P50: quantile(lat, 0.5), P90: quantile(lat, 0.9), P99: quantile(lat, 0.99)}
+	return r
+}
+
+// quantile of sorted values, nearest rank; 0 for none.
+func quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(sorted)) + 0.5)
+	return sorted[min(max(i-1, 0), len(sorted)-1)]
+}
+
+// agentStats accumulates one agent's figures since the process started.
+type agentStats struct {
+	mu        sync.Mutex
+	s         protocol.AgentStats
+	durations []float64 // the last durationsKept run durations, ms, a ring
+	next      int
+	durSum    float64
+	durN      int64
+}
+
+const durationsKept = 1024
+
+func newAgentStats(name string) *agentStats {
+	return &agentStats{s: protocol.AgentStats{Name: name}}
+}
+
+func (a *agentStats) started() {
+	a.mu.Lock()
+	a.s.Running++
+	a.mu.Unlock()
+}
+
+// ended records a transition: out is nil for tasks that never ran (cancelled
+// or failed while waiting).
+func (a *agentStats) ended(t *store.TaskRecord, out *executor.Outcome, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if out != nil {
+		a.s.Running--
+		ms := float64(out.Duration.Microseconds()) / 1000
+		if len(a.durations) < durationsKept {
+			a.durations = append(a.durations, ms)
+		} else {
+			a.durations[a.next] = ms
+			a.next = (a.next + 1) % durationsKept
+		}
+		a.durSum += ms
+		a.durN++
+		a.s.CPUSecondsTotal += out.Usage.CPUSeconds
+		a.s.MemoryPeakMBMax = max(a.s.MemoryPeakMBMax, out.Usage.MemoryPeakMB)
+		at := now.UTC()
+		a.s.LastTaskAt = &at
+	}
+	if !t.State.Terminal() {
+		return
+	}
+	a.s.TasksTotal++
+	switch t.State {
+	case protocol.StateSucceeded:
+		a.s.Succeeded++
+	case protocol.StateFailed:
+		a.s.Failed++
+	case protocol.StateCancelled:
+		a.s.Cancelled++
+	}
+}
+
+func (a *agentStats) snapshot() protocol.AgentStats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.s
+	if a.durN > 0 {
+		s.AvgDurationMs = a.durSum / float64(a.durN)
+	}
+	d := slices.Clone(a.durations)
+	slices.Sort(d)
+	s.P50Ms, s.P99Ms = quantile(d, 0.5), quantile(d, 0.99)
+	if s.LastTaskAt != nil {
+		at := *s.LastTaskAt
+		s.LastTaskAt = &at
+	}
+	return s
+}
+
+// KPI reports the fabric's figures over the sliding window.
+func (s *Scheduler) KPI(ctx context.Context) protocol.KPIReport {
+	r := s.kpi.report(s.now())
+	r.QueueDepth = make(map[string]int, len(protocol.Priorities))
+	for _, p := range protocol.Priorities {
+		r.QueueDepth[p.String()] = int(s.depth[p].Load())
+	}
+	s.mu.Lock()
+	r.Running = len(s.run)
+	s.mu.Unlock()
+	r.Workers = s.cfg.Workers
+	r.Agents, _ = s.AgentStats(ctx, "")
+	return r
+}
+
+// Health says whether the fabric is serving.
+func (s *Scheduler) Health(ctx context.Context) protocol.Health {
+	s.mu.Lock()
+	st := s.state
+	running := len(s.run)
+	s.mu.Unlock()
+	h := protocol.Health{
+		Status:     protocol.HealthOK,
+		Version:    s.cfg.Version,
+		Engine:     s.eng.Name(),
+		UptimeS:    s.now().Sub(s.started).Seconds(),
+		QueueDepth: int(s.queued()),
+		Running:    running,
+	}
+	switch {
+	case st != stateRunning:
+		h.Status = protocol.HealthDraining
+	case s.now().UnixNano()-s.lastStoreErr.Load() < int64(30*time.Second):
+		h.Status = protocol.HealthDegraded
+	}
+	if s.started.IsZero() {
+		h.UptimeS = 0
+	}
+	return h
+}
