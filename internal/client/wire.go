@@ -1,0 +1,95 @@
+package client
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/chimera-fabric/fabric/protocol"
+)
+
+// This file is the client's side of JSON-RPC 2.0 framing: encoding requests
+// and decoding whatever the server sends (a response, a notification, or a
+// batch of responses) with one json.Unmarshal per message.
+
+// Notification is a message the server sent without an id: task.event or
+// kpi.report. Params is the raw JSON; decode it into protocol.TaskEvent or
+// protocol.KPIReportNotification.
+type Notification struct {
+	Method string
+	Params json.RawMessage
+}
+
+// request is an outgoing request or notification. ID is omitted for a
+// notification (ID == 0: ids start at 1).
+type request struct {
+	JSONRPC string `json:"jsonrpc"`
+	ID      uint64 `json:"id,omitempty"`
+	Method  string `json:"method"`
+	Params  any    `json:"params,omitempty"`
+}
+
+// incoming is any message the server sends. A response has ID and one of
+// Result or Error; a notification has Method and no ID.
+type incoming struct {
+	ID     json.RawMessage `json:"id"`
+	Method string          `json:"method"`
+	Params json.RawMessage `json:"params"`
+	Result json.RawMessage `json:"result"`
+	Error  *protocol.Error `json:"error"`
+}
+
+// reply is what a waiting call receives: a result, a JSON-RPC error, or (when
+// the connection ended first) a transport error.
+type reply struct {
+	result json.RawMessage
+	err    error
+}
+
+func encodeRequest(id uint64, method string, params any) ([]byte, error) {
+	b, err := json.Marshal(request{JSONRPC: "2.0", ID: id, Method: method, Params: params})
+	if err != nil {
+		return nil, fmt.Errorf("%s: encoding params: %w", method, err)
+	}
+	return b, nil
+}
+
+// decodeMessage decodes one WebSocket message: an object, or an array of
+// objects (the answer to a batch).
+func decodeMessage(data []byte) ([]incoming, error) {
+	data = bytes.TrimLeft(data, " \t\r\n")
+	if len(data) == 0 {
+		return nil, fmt.Errorf("empty message; want a JSON-RPC object or array")
+	}
+	if data[0] == '[' {
+		var msgs []incoming
+		if err := json.Unmarshal(data, &msgs); err != nil {
+			return nil, fmt.Errorf("undecodable batch response: %v", err)
+		}
+		return msgs, nil
+	}
+	var m incoming
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("undecodable message: %v", err)
+	}
+	return []incoming{m}, nil
+}
+
+// parseID reads an id this client sent (a positive integer); ok is false for
+// null, strings and anything else, which cannot answer one of our requests.
+func parseID(raw json.RawMessage) (uint64, bool) {
+	if len(raw) == 0 || raw[0] < '1' || raw[0] > '9' {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(string(raw), 10, 64)
+	return id, err == nil
+}
+
+// isRPCError reports whether err is the server's answer rather than a
+// transport failure.
+func isRPCError(err error) bool {
+	var pe *protocol.Error
+	return errors.As(err, &pe)
+}
