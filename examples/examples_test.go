@@ -82,6 +82,18 @@ func TestEcho(t *testing.T) {
 	}
 }
 
+func TestHello(t *testing.T) {
+	m := load(t, "hello")
+	res := run(t, m, "world\n")
+	// No SDK: the output is stdout, and the fabric imports are not used.
+	if got := string(res.Stdout); got != "hello, world\n" || res.ExitCode != 0 {
+		t.Errorf("stdout %q, exit %d; want \"hello, world\\n\", 0", got, res.ExitCode)
+	}
+	if len(res.Output) != 0 || res.Failed {
+		t.Errorf("output %q, failed %t: want neither", res.Output, res.Failed)
+	}
+}
+
 func TestJSONXform(t *testing.T) {
 	m := load(t, "jsonxform")
 	ok(t, run(t, m, `{"op":"sort","data":[3,1,2]}`), `[1,2,3]`)
@@ -155,7 +167,7 @@ func TestReactor(t *testing.T) {
 // toolchain update that adds such an import must show up here first. The
 // WASI functions are listed with -v.
 func TestImports(t *testing.T) {
-	for _, name := range []string{"echo", "jsonxform", "cpu", "flaky", "reactor"} {
+	for _, name := range []string{"hello", "echo", "jsonxform", "cpu", "flaky", "reactor"} {
 		var opts []agentbuild.Option
 		if name == "reactor" {
 			opts = append(opts, agentbuild.CShared())

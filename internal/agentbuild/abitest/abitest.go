@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
@@ -33,6 +34,17 @@ func (i Import) String() string { return i.Module + "." + i.Name }
 // Signature is a function type, as wazero spells its value types.
 type Signature struct {
 	Params, Results []api.ValueType
+}
+
+func (s Signature) String() string {
+	names := func(ts []api.ValueType) string {
+		n := make([]string, len(ts))
+		for i, t := range ts {
+			n[i] = api.ValueTypeName(t)
+		}
+		return "(" + strings.Join(n, ", ") + ")"
+	}
+	return names(s.Params) + " -> " + names(s.Results)
 }
 
 // FabricImports are the host functions of the fabric module and their
@@ -166,8 +178,8 @@ func (h *Host) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 			}
 			if !sameTypes(sig.Params, f.ParamTypes()) || !sameTypes(sig.Results, f.ResultTypes()) {
 				c.Close(ctx)
-				return nil, fmt.Errorf("import fabric.%s: want type %v -> %v; got %v -> %v",
-					name, sig.Params, sig.Results, f.ParamTypes(), f.ResultTypes())
+				return nil, fmt.Errorf("import fabric.%s: want type %s; got %s",
+					name, sig, Signature{f.ParamTypes(), f.ResultTypes()})
 			}
 		default:
 			c.Close(ctx)
@@ -185,7 +197,7 @@ func (h *Host) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	}
 	if len(run.ParamTypes()) != 0 || !sameTypes(run.ResultTypes(), []api.ValueType{api.ValueTypeI32}) {
 		c.Close(ctx)
-		return nil, fmt.Errorf("export run: want type () -> i32; got %v -> %v", run.ParamTypes(), run.ResultTypes())
+		return nil, fmt.Errorf("export run: want type () -> (i32); got %s", Signature{run.ParamTypes(), run.ResultTypes()})
 	}
 	if _, ok := c.ExportedMemories()["memory"]; !ok {
 		c.Close(ctx)
