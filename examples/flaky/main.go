@@ -12,7 +12,9 @@
 // With a probability below 1 the agent draws a number from math/rand and
 // fails when it is below the probability. The draw comes from the WASI
 // random source: the host's own with the "random" capability, else the
-// fabric's deterministic seeded one. On success the output is
+// fabric's deterministic one, which the scheduler seeds from the task id and
+// the attempt number, so that each retry draws afresh and a replay of the
+// same attempt draws the same. On success the output is
 // {"ok": true, "draw": x}.
 package main
 
