@@ -1,0 +1,403 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/chimera-fabric/fabric/protocol"
+)
+
+// Memory is a Store that keeps everything in memory and nothing across
+// restarts (--data :memory:). It is the baseline the durable store is
+// measured against, so every operation is a map or heap step under one lock.
+type Memory struct {
+	mu       sync.RWMutex
+	closed   bool
+	now      func() time.Time
+	agents   map[string]AgentRecord
+	tasks    map[string]*TaskRecord
+	order    []*TaskRecord // by QueueSeq, oldest first
+	byKey    map[string]*TaskRecord
+	queue    *waitQueue
+	events   []protocol.TaskEvent // by Seq
+	perTask  map[string][]int64   // a task's event seqs, in order
+	seq      int64                // last event seq assigned
+	queueSeq int64                // last QueueSeq assigned
+}
+
+var _ Store = (*Memory)(nil)
+
+// NewMemory returns an empty in-memory store.
+func NewMemory() *Memory {
+	return &Memory{
+		now:     time.Now,
+		agents:  map[string]AgentRecord{},
+		tasks:   map[string]*TaskRecord{},
+		byKey:   map[string]*TaskRecord{},
+		queue:   newWaitQueue(),
+		perTask: map[string][]int64{},
+	}
+}
+
+func (m *Memory) PutAgent(ctx context.Context, a AgentRecord) error {
+	if a.Name == "" {
+		return fmt.Errorf("store: PutAgent: the agent has no name")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	m.agents[a.Name] = cloneAgent(&a)
+	return nil
+}
+
+func (m *Memory) GetAgent(ctx context.Context, name string) (AgentRecord, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return AgentRecord{}, ErrClosed
+	}
+	a, ok := m.agents[name]
+	if !ok {
+		return AgentRecord{}, agentNotFound(name)
+	}
+	return cloneAgent(&a), nil
+}
+
+func (m *Memory) ListAgents(ctx context.Context) ([]AgentRecord, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	out := make([]AgentRecord, 0, len(m.agents))
+	for _, a := range m.agents {
+		out = append(out, cloneAgent(&a))
+	}
+	slices.SortFunc(out, func(a, b AgentRecord) int { return cmp.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+func (m *Memory) DeleteAgent(ctx context.Context, name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if _, ok := m.agents[name]; !ok {
+		return agentNotFound(name)
+	}
+	delete(m.agents, name)
+	return nil
+}
+
+func (m *Memory) CreateTask(ctx context.Context, t TaskRecord) (TaskRecord, protocol.TaskEvent, bool, error) {
+	if err := checkNewTask(&t, m.now); err != nil {
+		return TaskRecord{}, protocol.TaskEvent{}, false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return TaskRecord{}, protocol.TaskEvent{}, false, ErrClosed
+	}
+	if t.IdempotencyKey != "" {
+		if old := m.byKey[t.IdempotencyKey]; old != nil {
+			return cloneTask(old), protocol.TaskEvent{}, false, nil
+		}
+	}
+	if _, dup := m.tasks[t.TaskID]; dup {
+		return TaskRecord{}, protocol.TaskEvent{}, false, taskExists(t.TaskID)
+	}
+	m.queueSeq++
+	t.QueueSeq = m.queueSeq
+	rec := cloneTask(&t)
+	m.tasks[rec.TaskID] = &rec
+	m.order = append(m.order, &rec)
+	if rec.IdempotencyKey != "" {
+		m.byKey[rec.IdempotencyKey] = &rec
+	}
+	m.queue.put(rec.TaskID, rec.Agent, rec.Priority, rec.QueueSeq, rec.ReadyAt)
+	ev := m.appendEvent(&rec, rec.CreatedAt)
+	return t, ev, true, nil
+}
+
+// appendEvent stores the event of rec's current state. m.mu is held.
+func (m *Memory) appendEvent(rec *TaskRecord, at time.Time) protocol.TaskEvent {
+	ev := EventFor(rec, at)
+	ev.Result = cloneResult(ev.Result)
+	return m.storeEvent(ev)
+}
+
+func (m *Memory) storeEvent(ev protocol.TaskEvent) protocol.TaskEvent {
+	m.seq++
+	ev.Seq = m.seq
+	m.events = append(m.events, ev)
+	m.perTask[ev.TaskID] = append(m.perTask[ev.TaskID], ev.Seq)
+	return ev
+}
+
+func (m *Memory) UpdateTask(ctx context.Context, t TaskRecord, expect protocol.State) (protocol.TaskEvent, error) {
+	if err := checkUpdate(&t, expect); err != nil {
+		return protocol.TaskEvent{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return protocol.TaskEvent{}, ErrClosed
+	}
+	rec := m.tasks[t.TaskID]
+	if rec == nil {
+		return protocol.TaskEvent{}, taskNotFound(t.TaskID)
+	}
+	if rec.State != expect {
+		return protocol.TaskEvent{}, stateChanged(t.TaskID, rec.State, expect)
+	}
+	applyUpdate(rec, &t)
+	if waiting(rec.State) {
+		m.queue.put(rec.TaskID, rec.Agent, rec.Priority, rec.QueueSeq, rec.ReadyAt)
+	} else {
+		m.queue.remove(rec.TaskID)
+	}
+	return m.appendEvent(rec, updateEventAt(rec, m.now)), nil
+}
+
+func (m *Memory) AppendProgress(ctx context.Context, taskID string, attempt int, progress float64, at time.Time) (protocol.TaskEvent, error) {
+	if err := checkProgress(taskID, progress); err != nil {
+		return protocol.TaskEvent{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return protocol.TaskEvent{}, ErrClosed
+	}
+	rec := m.tasks[taskID]
+	if rec == nil {
+		return protocol.TaskEvent{}, taskNotFound(taskID)
+	}
+	ev, err := progressEvent(rec, attempt, progress, at)
+	if err != nil {
+		return protocol.TaskEvent{}, err
+	}
+	return m.storeEvent(ev), nil
+}
+
+func (m *Memory) GetTask(ctx context.Context, id string) (TaskRecord, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return TaskRecord{}, ErrClosed
+	}
+	rec := m.tasks[id]
+	if rec == nil {
+		return TaskRecord{}, taskNotFound(id)
+	}
+	return cloneTask(rec), nil
+}
+
+func (m *Memory) ListTasks(ctx context.Context, f TaskFilter) ([]TaskRecord, string, error) {
+	q, err := parseFilter(f)
+	if err != nil {
+		return nil, "", err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, "", ErrClosed
+	}
+	end := len(m.order)
+	if q.before > 0 {
+		end = sort.Search(len(m.order), func(i int) bool { return m.order[i].QueueSeq >= q.before })
+	}
+	var out []TaskRecord
+	for i := end - 1; i >= 0; i-- {
+		rec := m.order[i]
+		if !q.match(rec) {
+			continue
+		}
+		if len(out) == q.limit {
+			return out, makeCursor(out[len(out)-1].QueueSeq), nil
+		}
+		out = append(out, cloneTask(rec))
+	}
+	return out, "", nil
+}
+
+func (m *Memory) Claim(ctx context.Context, now time.Time) (TaskRecord, protocol.TaskEvent, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return TaskRecord{}, protocol.TaskEvent{}, false, ErrClosed
+	}
+	e, ok := m.queue.pop(now)
+	if !ok {
+		return TaskRecord{}, protocol.TaskEvent{}, false, nil
+	}
+	rec := m.tasks[e.id]
+	claimed(rec, now)
+	ev := m.appendEvent(rec, now)
+	return cloneTask(rec), ev, true, nil
+}
+
+func (m *Memory) NextReadyAt(ctx context.Context, now time.Time) (time.Time, bool, error) {
+	// sync moves entries between heaps: a write lock.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return time.Time{}, false, ErrClosed
+	}
+	at, ok := m.queue.nextReadyAt(now)
+	return at, ok, nil
+}
+
+func (m *Memory) QueueDepth(ctx context.Context) (map[protocol.Priority]int, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	return m.queue.depthMap(), nil
+}
+
+func (m *Memory) Waiting(ctx context.Context, agent string) ([]TaskRecord, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	var out []TaskRecord
+	for _, e := range m.queue.byID {
+		if e.agent == agent {
+			out = append(out, cloneTask(m.tasks[e.id]))
+		}
+	}
+	slices.SortFunc(out, func(a, b TaskRecord) int { return cmp.Compare(a.QueueSeq, b.QueueSeq) })
+	return out, nil
+}
+
+func (m *Memory) Events(ctx context.Context, after int64, f EventFilter, limit int) ([]protocol.TaskEvent, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	full := func(out []protocol.TaskEvent) bool { return limit > 0 && len(out) >= limit }
+	var out []protocol.TaskEvent
+	if len(f.TaskIDs) > 0 {
+		// Gather the tasks' own seqs rather than scan every event.
+		var seqs []int64
+		for _, id := range f.TaskIDs {
+			s := m.perTask[id]
+			i := sort.Search(len(s), func(i int) bool { return s[i] > after })
+			seqs = append(seqs, s[i:]...)
+		}
+		slices.Sort(seqs)
+		seqs = slices.Compact(seqs)
+		for _, seq := range seqs {
+			if full(out) {
+				break
+			}
+			ev := m.eventAt(seq)
+			if f.Agent == "" || ev.Agent == f.Agent {
+				out = append(out, ev)
+			}
+		}
+		return out, nil
+	}
+	i := sort.Search(len(m.events), func(i int) bool { return m.events[i].Seq > after })
+	for ; i < len(m.events) && !full(out); i++ {
+		if f.Agent == "" || m.events[i].Agent == f.Agent {
+			out = append(out, m.events[i])
+		}
+	}
+	return out, nil
+}
+
+func (m *Memory) eventAt(seq int64) protocol.TaskEvent {
+	i := sort.Search(len(m.events), func(i int) bool { return m.events[i].Seq >= seq })
+	return m.events[i]
+}
+
+func (m *Memory) LastSeq(ctx context.Context) (int64, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return 0, ErrClosed
+	}
+	return m.seq, nil
+}
+
+func (m *Memory) Recover(ctx context.Context, now time.Time) ([]TaskRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	var out []TaskRecord
+	for _, rec := range m.order {
+		if rec.State != protocol.StateRunning {
+			continue
+		}
+		requeued(rec)
+		m.queue.put(rec.TaskID, rec.Agent, rec.Priority, rec.QueueSeq, rec.ReadyAt)
+		m.appendEvent(rec, now)
+		out = append(out, cloneTask(rec))
+	}
+	return out, nil
+}
+
+func (m *Memory) Prune(ctx context.Context, olderThan time.Time, keep int) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0, ErrClosed
+	}
+	var done []*TaskRecord
+	for _, rec := range m.order {
+		if rec.State.Terminal() {
+			done = append(done, rec)
+		}
+	}
+	// Newest first; the first keep stay whatever their age.
+	slices.SortFunc(done, func(a, b *TaskRecord) int {
+		if c := doneAt(b).Compare(doneAt(a)); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.QueueSeq, a.QueueSeq)
+	})
+	gone := map[string]bool{}
+	for _, rec := range done[min(max(keep, 0), len(done)):] {
+		if doneAt(rec).Before(olderThan) {
+			gone[rec.TaskID] = true
+		}
+	}
+	if len(gone) == 0 {
+		return 0, nil
+	}
+	m.order = slices.DeleteFunc(m.order, func(rec *TaskRecord) bool { return gone[rec.TaskID] })
+	m.events = slices.DeleteFunc(m.events, func(ev protocol.TaskEvent) bool { return gone[ev.TaskID] })
+	for id := range gone {
+		if k := m.tasks[id].IdempotencyKey; k != "" {
+			delete(m.byKey, k)
+		}
+		delete(m.tasks, id)
+		delete(m.perTask, id)
+	}
+	return len(gone), nil
+}
+
+func (m *Memory) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	m.closed = true
+	m.agents, m.tasks, m.byKey, m.perTask, m.order, m.events = nil, nil, nil, nil, nil, nil
+	return nil
+}

@@ -1,0 +1,725 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/chimera-fabric/fabric/protocol"
+)
+
+// File names inside the data directory.
+const (
+	dbName   = "fabric.db"
+	lockName = "LOCK"
+)
+
+// Options configure the durable store. The zero value is valid: every field
+// has a documented default.
+type Options struct {
+	// Logger receives the store's rare messages (a failed write batch).
+	// The zero value logs nothing.
+	Logger zerolog.Logger
+	// MaxBatch caps how many writes share one transaction. Default 512.
+	MaxBatch int
+	// ReadConns is the size of the pool of read connections, which WAL lets
+	// run beside the writer. Default 4.
+	ReadConns int
+	// BusyTimeout is how long a connection waits for a lock held by another
+	// connection of this process (a checkpoint, say). Default 5s.
+	BusyTimeout time.Duration
+}
+
+// Validate checks o; zero fields mean their defaults.
+func (o *Options) Validate() error {
+	if o.MaxBatch < 0 {
+		return fmt.Errorf("store: MaxBatch: want >= 1 (or 0 for the default 512); got %d", o.MaxBatch)
+	}
+	if o.ReadConns < 0 {
+		return fmt.Errorf("store: ReadConns: want >= 1 (or 0 for the default 4); got %d", o.ReadConns)
+	}
+	if o.BusyTimeout < 0 {
+		return fmt.Errorf("store: BusyTimeout: want >= 0; got %v", o.BusyTimeout)
+	}
+	return nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxBatch == 0 {
+		o.MaxBatch = 512
+	}
+	if o.ReadConns == 0 {
+		o.ReadConns = 4
+	}
+	if o.BusyTimeout == 0 {
+		o.BusyTimeout = 5 * time.Second
+	}
+	return o
+}
+
+// Open opens the store named by --data: ":memory:" for a Memory store,
+// otherwise the SQLite store in that directory (created, mode 0700, if it
+// does not exist).
+func Open(ctx context.Context, data string, opts Options) (Store, error) {
+	if data == ":memory:" {
+		return NewMemory(), nil
+	}
+	return OpenSQLite(ctx, data, opts)
+}
+
+// SQLite is the durable Store: fabric.db in a data directory, in WAL mode
+// with synchronous=FULL, so that a write acknowledged survives a crash or a
+// power cut. One goroutine writes and commits writes in groups (see writer);
+// reads run on a pool of their own connections. The process holds the
+// directory exclusively (LOCK), which lets it keep the queue of waiting tasks
+// in memory: a claim needs no query to find its task, only the write that
+// takes it.
+type SQLite struct {
+	dir  string
+	lock *dirLock
+	wdb  *sql.DB // one connection: the writer's
+	rdb  *sql.DB // the read pool
+	w    *writer
+
+	life   sync.RWMutex // read-held by every call, held by Close
+	closed bool
+
+	getTask, getAgent, listAgents, waiting *sql.Stmt
+}
+
+var _ Store = (*SQLite)(nil)
+
+// OpenSQLite opens, or creates, the store in dir. It fails with a clear error
+// if another process holds dir, if dir holds something that is not Fabric's
+// (never resetting it), or if fabric.db was written by a newer fabricd.
+func OpenSQLite(ctx context.Context, dir string, opts Options) (_ *SQLite, err error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	if dir == "" {
+		return nil, errors.New("store: the data directory is empty; want a directory or :memory:")
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, fmt.Errorf("store: data directory: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: creating the data directory: %w", err)
+	}
+	lock, err := lockDir(filepath.Join(dir, lockName))
+	if err != nil {
+		return nil, err
+	}
+	s := &SQLite{dir: dir, lock: lock}
+	defer func() {
+		if err != nil {
+			s.release()
+		}
+	}()
+	dbPath := filepath.Join(dir, dbName)
+	if err := checkDataDir(dir, dbPath); err != nil {
+		return nil, err
+	}
+
+	dsn := sqliteDSN(dbPath, opts.BusyTimeout, false)
+	if s.wdb, err = sql.Open("sqlite", dsn); err != nil {
+		return nil, fmt.Errorf("store: opening %s: %w", dbPath, err)
+	}
+	s.wdb.SetMaxOpenConns(1)
+	s.wdb.SetConnMaxIdleTime(0)
+	conn, err := s.wdb.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: opening %s: %w", dbPath, notADatabase(dbPath, err))
+	}
+	if err := prepareDB(ctx, conn, dbPath); err != nil {
+		conn.Close()
+		return nil, notADatabase(dbPath, err)
+	}
+	if s.w, err = newWriter(ctx, conn, opts.MaxBatch, opts.Logger); err != nil {
+		conn.Close()
+		return nil, err
+	}
+
+	if s.rdb, err = sql.Open("sqlite", sqliteDSN(dbPath, opts.BusyTimeout, true)); err != nil {
+		return nil, fmt.Errorf("store: opening %s: %w", dbPath, err)
+	}
+	s.rdb.SetMaxOpenConns(opts.ReadConns)
+	s.rdb.SetMaxIdleConns(opts.ReadConns)
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{
+		{&s.getTask, `SELECT ` + taskCols + ` FROM tasks WHERE task_id = ?`},
+		{&s.getAgent, `SELECT name, digest, abi, entry, size, capabilities, limits, registered_at, module FROM agents WHERE name = ?`},
+		{&s.listAgents, `SELECT name, digest, abi, entry, size, capabilities, limits, registered_at, module FROM agents ORDER BY name`},
+		{&s.waiting, `SELECT ` + taskCols + ` FROM tasks WHERE agent = ? AND state IN ('queued', 'retrying') ORDER BY queue_seq`},
+	} {
+		if *p.dst, err = s.rdb.PrepareContext(ctx, p.q); err != nil {
+			return nil, fmt.Errorf("store: preparing %q: %w", p.q, err)
+		}
+	}
+	return s, nil
+}
+
+// sqliteDSN names fabric.db with the pragmas every connection needs.
+func sqliteDSN(path string, busy time.Duration, readOnly bool) string {
+	// A URI filename: escape what would end the path.
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(path))
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+	// WAL is set once, persistently, after the checks (prepareDB): setting
+	// it here would rewrite a foreign file before it is refused.
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_pragma", "foreign_keys(1)")
+		q.Add("_pragma", "synchronous(FULL)")
+	}
+	return "file:" + esc + "?" + q.Encode()
+}
+
+// prepareDB checks the database, reading only, then switches it to WAL and
+// migrates it. Durability rests on WAL and synchronous=FULL, so both are
+// verified, not assumed.
+func prepareDB(ctx context.Context, conn *sql.Conn, dbPath string) error {
+	version, err := checkSchema(ctx, conn, dbPath)
+	if err != nil {
+		return err
+	}
+	var mode string
+	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
+		return fmt.Errorf("store: %s: setting WAL mode: %w", dbPath, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("store: %s: journal_mode is %q, want wal (is the file system one that supports it?)", dbPath, mode)
+	}
+	var sync int
+	if err := conn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
+		return fmt.Errorf("store: opening %s: %w", dbPath, err)
+	}
+	if sync != 2 { // FULL
+		return fmt.Errorf("store: %s: synchronous is %d, want 2 (FULL)", dbPath, sync)
+	}
+	return applyMigrations(ctx, conn, dbPath, version)
+}
+
+// notADatabase rewords SQLite's "file is not a database" for an operator.
+func notADatabase(dbPath string, err error) error {
+	if err != nil && strings.Contains(err.Error(), "not a database") {
+		return fmt.Errorf("store: %s is not a SQLite database, or is damaged (%v): move it away, or point --data at Fabric's data directory", dbPath, err)
+	}
+	return err
+}
+
+// release frees what Open acquired; Close and a failed Open use it.
+func (s *SQLite) release() error {
+	var errs []error
+	if s.w != nil {
+		s.w.stop()
+		errs = append(errs, s.w.conn.Close())
+	}
+	for _, st := range []*sql.Stmt{s.getTask, s.getAgent, s.listAgents, s.waiting} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	if s.wdb != nil {
+		errs = append(errs, s.wdb.Close())
+	}
+	if s.lock != nil {
+		errs = append(errs, s.lock.unlock())
+	}
+	return errors.Join(errs...)
+}
+
+// Close waits for calls in progress, stops the writer and releases the
+// directory.
+func (s *SQLite) Close() error {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.closed = true
+	return s.release()
+}
+
+// enter starts a call; the caller must call s.life.RUnlock when done.
+func (s *SQLite) enter() error {
+	s.life.RLock()
+	if s.closed {
+		s.life.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// write hands fn to the writer and waits until its batch is committed (or
+// failed). Once handed over, a write is not abandoned when ctx ends: its
+// outcome must be known to the caller, or a claimed task would be lost.
+func (s *SQLite) write(ctx context.Context, fn func(w *writer) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.life.RUnlock()
+	o := opPool.Get().(*writeOp)
+	o.ctx, o.run, o.err = ctx, fn, nil
+	select {
+	case s.w.reqs <- o:
+	case <-ctx.Done():
+		o.ctx, o.run = nil, nil
+		opPool.Put(o)
+		return ctx.Err()
+	}
+	<-o.done
+	err := o.err
+	o.ctx, o.run, o.err = nil, nil, nil
+	opPool.Put(o)
+	return err
+}
+
+func (s *SQLite) PutAgent(ctx context.Context, a AgentRecord) error {
+	if a.Name == "" {
+		return fmt.Errorf("store: PutAgent: the agent has no name")
+	}
+	caps, err := jsonText(nonNil(a.Capabilities))
+	if err != nil {
+		return err
+	}
+	limits, err := jsonText(a.Limits)
+	if err != nil {
+		return err
+	}
+	module := a.Module
+	if module == nil {
+		module = []byte{}
+	}
+	return s.write(ctx, func(w *writer) error {
+		_, err := w.stmts.putAgent.Exec(a.Name, a.Digest, a.ABI, a.Entry, a.SizeBytes, caps, limits, a.RegisteredAt.UnixNano(), module)
+		if err != nil {
+			return fmt.Errorf("store: writing agent %s: %w", a.Name, err)
+		}
+		return nil
+	})
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (s *SQLite) DeleteAgent(ctx context.Context, name string) error {
+	return s.write(ctx, func(w *writer) error {
+		res, err := w.stmts.deleteAgent.Exec(name)
+		if err != nil {
+			return fmt.Errorf("store: deleting agent %s: %w", name, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return agentNotFound(name)
+		}
+		return nil
+	})
+}
+
+func scanAgent(sc scanner) (AgentRecord, error) {
+	var a AgentRecord
+	var caps, limits []byte
+	var registered int64
+	if err := sc.Scan(&a.Name, &a.Digest, &a.ABI, &a.Entry, &a.SizeBytes, &caps, &limits, &registered, &a.Module); err != nil {
+		return a, err
+	}
+	a.RegisteredAt = fromNanos(registered)
+	if err := json.Unmarshal(caps, &a.Capabilities); err != nil {
+		return a, fmt.Errorf("store: agent %s: decoding its capabilities: %w", a.Name, err)
+	}
+	if err := json.Unmarshal(limits, &a.Limits); err != nil {
+		return a, fmt.Errorf("store: agent %s: decoding its limits: %w", a.Name, err)
+	}
+	return a, nil
+}
+
+func (s *SQLite) GetAgent(ctx context.Context, name string) (AgentRecord, error) {
+	if err := s.enter(); err != nil {
+		return AgentRecord{}, err
+	}
+	defer s.life.RUnlock()
+	a, err := scanAgent(s.getAgent.QueryRowContext(ctx, name))
+	if err == sql.ErrNoRows {
+		return AgentRecord{}, agentNotFound(name)
+	}
+	return a, err
+}
+
+func (s *SQLite) ListAgents(ctx context.Context) ([]AgentRecord, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.life.RUnlock()
+	rows, err := s.listAgents.QueryContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing agents: %w", err)
+	}
+	defer rows.Close()
+	out := []AgentRecord{}
+	for rows.Next() {
+		a, err := scanAgent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+func (s *SQLite) CreateTask(ctx context.Context, t TaskRecord) (TaskRecord, protocol.TaskEvent, bool, error) {
+	if err := checkNewTask(&t, time.Now); err != nil {
+		return TaskRecord{}, protocol.TaskEvent{}, false, err
+	}
+	args, err := insertArgs(&t)
+	if err != nil {
+		return TaskRecord{}, protocol.TaskEvent{}, false, fmt.Errorf("store: encoding task %s: %w", t.TaskID, err)
+	}
+	ev := EventFor(&t, t.CreatedAt)
+	payload, err := encodeEvent(&ev)
+	if err != nil {
+		return TaskRecord{}, protocol.TaskEvent{}, false, err
+	}
+	var found *taskRow
+	err = s.write(ctx, func(w *writer) (err error) {
+		found, err = w.createTask(&t, args, &ev, payload)
+		return err
+	})
+	if err != nil {
+		return TaskRecord{}, protocol.TaskEvent{}, false, err
+	}
+	if found != nil {
+		old, err := found.decode()
+		return old, protocol.TaskEvent{}, false, err
+	}
+	return t, ev, true, nil
+}
+
+func (s *SQLite) UpdateTask(ctx context.Context, t TaskRecord, expect protocol.State) (protocol.TaskEvent, error) {
+	if err := checkUpdate(&t, expect); err != nil {
+		return protocol.TaskEvent{}, err
+	}
+	m, err := mutableArgs(&t)
+	if err != nil {
+		return protocol.TaskEvent{}, fmt.Errorf("store: encoding task %s: %w", t.TaskID, err)
+	}
+	ev := EventFor(&t, updateEventAt(&t, time.Now))
+	payload, err := encodeEvent(&ev)
+	if err != nil {
+		return protocol.TaskEvent{}, err
+	}
+	err = s.write(ctx, func(w *writer) error { return w.updateTask(&t, expect, &m, &ev, payload) })
+	if err != nil {
+		return protocol.TaskEvent{}, err
+	}
+	return ev, nil
+}
+
+func (s *SQLite) AppendProgress(ctx context.Context, taskID string, attempt int, progress float64, at time.Time) (protocol.TaskEvent, error) {
+	if err := checkProgress(taskID, progress); err != nil {
+		return protocol.TaskEvent{}, err
+	}
+	var ev protocol.TaskEvent
+	err := s.write(ctx, func(w *writer) (err error) {
+		ev, err = w.appendProgress(taskID, attempt, progress, at)
+		return err
+	})
+	return ev, err
+}
+
+func (s *SQLite) GetTask(ctx context.Context, id string) (TaskRecord, error) {
+	if err := s.enter(); err != nil {
+		return TaskRecord{}, err
+	}
+	defer s.life.RUnlock()
+	r, err := scanTask(s.getTask.QueryRowContext(ctx, id))
+	if err == sql.ErrNoRows {
+		return TaskRecord{}, taskNotFound(id)
+	}
+	if err != nil {
+		return TaskRecord{}, fmt.Errorf("store: reading task %s: %w", id, err)
+	}
+	return r.decode()
+}
+
+func (s *SQLite) ListTasks(ctx context.Context, f TaskFilter) ([]TaskRecord, string, error) {
+	q, err := parseFilter(f)
+	if err != nil {
+		return nil, "", err
+	}
+	var where []string
+	var args []any
+	if q.state != "" {
+		where, args = append(where, "state = ?"), append(args, string(q.state))
+	}
+	if q.agent != "" {
+		where, args = append(where, "agent = ?"), append(args, q.agent)
+	}
+	if q.before > 0 {
+		where, args = append(where, "queue_seq < ?"), append(args, q.before)
+	}
+	if q.labelKey != "" {
+		cond := "EXISTS (SELECT 1 FROM json_each(tasks.labels) WHERE key = ?"
+		args = append(args, q.labelKey)
+		if q.hasValue {
+			cond += " AND value = ?"
+			args = append(args, q.labelValue)
+		}
+		where = append(where, cond+")")
+	}
+	query := "SELECT " + taskCols + " FROM tasks"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY queue_seq DESC LIMIT ?"
+	args = append(args, q.limit+1) // one more tells whether a next page exists
+
+	if err := s.enter(); err != nil {
+		return nil, "", err
+	}
+	defer s.life.RUnlock()
+	rows, err := s.rdb.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: listing tasks: %w", err)
+	}
+	defer rows.Close()
+	var raw []taskRow
+	for rows.Next() {
+		r, err := scanTask(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("store: listing tasks: %w", err)
+		}
+		raw = append(raw, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("store: listing tasks: %w", err)
+	}
+	next := ""
+	if len(raw) > q.limit {
+		raw = raw[:q.limit]
+		next = makeCursor(raw[len(raw)-1].queueSeq)
+	}
+	out := make([]TaskRecord, len(raw))
+	for i := range raw {
+		if out[i], err = raw[i].decode(); err != nil {
+			return nil, "", err
+		}
+	}
+	return out, next, nil
+}
+
+func (s *SQLite) Claim(ctx context.Context, now time.Time) (TaskRecord, protocol.TaskEvent, bool, error) {
+	if err := s.enter(); err != nil {
+		return TaskRecord{}, protocol.TaskEvent{}, false, err
+	}
+	s.w.qmu.Lock()
+	runnable := s.w.queue.hasRunnable(now)
+	s.w.qmu.Unlock()
+	s.life.RUnlock()
+	if !runnable {
+		return TaskRecord{}, protocol.TaskEvent{}, false, nil
+	}
+	var row taskRow
+	var ev protocol.TaskEvent
+	var ok bool
+	err := s.write(ctx, func(w *writer) (err error) {
+		row, ev, ok, err = w.claim(now)
+		return err
+	})
+	if err != nil || !ok {
+		return TaskRecord{}, protocol.TaskEvent{}, false, err
+	}
+	t, err := row.decode()
+	return t, ev, true, err
+}
+
+func (s *SQLite) NextReadyAt(ctx context.Context, now time.Time) (time.Time, bool, error) {
+	if err := s.enter(); err != nil {
+		return time.Time{}, false, err
+	}
+	defer s.life.RUnlock()
+	s.w.qmu.Lock()
+	defer s.w.qmu.Unlock()
+	at, ok := s.w.queue.nextReadyAt(now)
+	return at, ok, nil
+}
+
+func (s *SQLite) QueueDepth(ctx context.Context) (map[protocol.Priority]int, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.life.RUnlock()
+	s.w.qmu.Lock()
+	defer s.w.qmu.Unlock()
+	return s.w.queue.depthMap(), nil
+}
+
+func (s *SQLite) Waiting(ctx context.Context, agent string) ([]TaskRecord, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.life.RUnlock()
+	rows, err := s.waiting.QueryContext(ctx, agent)
+	if err != nil {
+		return nil, fmt.Errorf("store: reading waiting tasks: %w", err)
+	}
+	defer rows.Close()
+	var out []TaskRecord
+	for rows.Next() {
+		r, err := scanTask(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: reading waiting tasks: %w", err)
+		}
+		t, err := r.decode()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+func (s *SQLite) Events(ctx context.Context, after int64, f EventFilter, limit int) ([]protocol.TaskEvent, error) {
+	query := "SELECT seq, task_id, agent, payload FROM events WHERE seq > ?"
+	args := []any{after}
+	if len(f.TaskIDs) > 0 {
+		query += " AND task_id IN (?" + strings.Repeat(",?", len(f.TaskIDs)-1) + ")"
+		for _, id := range f.TaskIDs {
+			args = append(args, id)
+		}
+	}
+	if f.Agent != "" {
+		query += " AND agent = ?"
+		args = append(args, f.Agent)
+	}
+	query += " ORDER BY seq"
+	if limit > 0 {
+		query += " LIMIT ?"
+		args = append(args, limit)
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.life.RUnlock()
+	rows, err := s.rdb.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: reading events: %w", err)
+	}
+	defer rows.Close()
+	var out []protocol.TaskEvent
+	for rows.Next() {
+		var seq int64
+		var id, agent string
+		var payload []byte
+		if err := rows.Scan(&seq, &id, &agent, &payload); err != nil {
+			return nil, fmt.Errorf("store: reading events: %w", err)
+		}
+		ev, err := decodeEvent(seq, id, agent, payload)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, rows.Err()
+}
+
+func (s *SQLite) LastSeq(ctx context.Context) (int64, error) {
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.life.RUnlock()
+	return s.w.committed.Load(), nil
+}
+
+func (s *SQLite) Recover(ctx context.Context, now time.Time) ([]TaskRecord, error) {
+	var rows []taskRow
+	err := s.write(ctx, func(w *writer) (err error) {
+		rows, _, err = w.recover(now)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TaskRecord, len(rows))
+	for i := range rows {
+		if out[i], err = rows[i].decode(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// pruneBatch is how many tasks one Prune transaction removes, so that the
+// writer is never held for long.
+const pruneBatch = 256
+
+func (s *SQLite) Prune(ctx context.Context, olderThan time.Time, keep int) (int, error) {
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	// The keep newest finished tasks stay: find the oldest of them.
+	var keepDone, keepSeq int64
+	bounded := keep > 0
+	if bounded {
+		err := s.rdb.QueryRowContext(ctx, `SELECT done_at, queue_seq FROM tasks WHERE done_at IS NOT NULL
+			ORDER BY done_at DESC, queue_seq DESC LIMIT 1 OFFSET ?`, keep-1).Scan(&keepDone, &keepSeq)
+		if err == sql.ErrNoRows {
+			s.life.RUnlock()
+			return 0, nil // no more than keep finished tasks
+		}
+		if err != nil {
+			s.life.RUnlock()
+			return 0, fmt.Errorf("store: prune: %w", err)
+		}
+	}
+	s.life.RUnlock()
+
+	query := `DELETE FROM tasks WHERE queue_seq IN (SELECT queue_seq FROM tasks
+		WHERE done_at IS NOT NULL AND done_at < ?`
+	args := []any{olderThan.UnixNano()}
+	if bounded {
+		query += ` AND (done_at, queue_seq) < (?, ?)`
+		args = append(args, keepDone, keepSeq)
+	}
+	query += ` ORDER BY done_at, queue_seq LIMIT ?)`
+	args = append(args, pruneBatch)
+	total := 0
+	for {
+		var n int64
+		err := s.write(ctx, func(w *writer) error {
+			res, err := w.conn.ExecContext(context.Background(), query, args...)
+			if err != nil {
+				return fmt.Errorf("store: prune: %w", err)
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		total += int(n)
+		if err != nil {
+			return total, err
+		}
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
+}

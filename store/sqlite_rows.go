@@ -1,0 +1,219 @@
+package store
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/chimera-fabric/fabric/protocol"
+)
+
+// How records map to rows. Times are Unix nanoseconds (exact, and ordered as
+// integers); absent times are NULL, except ready_at where 0 means "at once".
+// Nested values are JSON text (not blobs, which SQLite's JSON functions would
+// read as JSONB). Encoding and decoding run on the calling goroutine,
+// so that the single writer spends its time in SQLite only.
+
+const taskCols = `queue_seq, task_id, agent, priority, state, attempt, max_retries, timeout_ms,
+	created_at, started_at, finished_at, next_attempt_at, ready_at, idempotency_key, params_hash,
+	input, input_is_json, backoff, quota, labels, result, error, attempt_errors`
+
+// taskRow is a tasks row as scanned, before JSON decoding.
+type taskRow struct {
+	queueSeq                     int64
+	id, agent                    string
+	prio                         int64
+	state                        string
+	attempt, maxRetries, timeout int64
+	created                      int64
+	started, finished, next      sql.NullInt64
+	readyAt                      int64
+	key                          sql.NullString
+	paramsHash                   string
+	input                        []byte
+	inputIsJSON                  bool
+	backoff, quota, labels       []byte
+	result, terr, attemptErrs    []byte
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanTask(sc scanner) (taskRow, error) {
+	var r taskRow
+	err := sc.Scan(&r.queueSeq, &r.id, &r.agent, &r.prio, &r.state, &r.attempt, &r.maxRetries, &r.timeout,
+		&r.created, &r.started, &r.finished, &r.next, &r.readyAt, &r.key, &r.paramsHash,
+		&r.input, &r.inputIsJSON, &r.backoff, &r.quota, &r.labels, &r.result, &r.terr, &r.attemptErrs)
+	return r, err
+}
+
+func (r *taskRow) decode() (TaskRecord, error) {
+	t := TaskRecord{
+		Task: protocol.Task{
+			TaskID:         r.id,
+			Agent:          r.agent,
+			Priority:       protocol.Priority(r.prio),
+			State:          protocol.State(r.state),
+			Attempt:        int(r.attempt),
+			MaxRetries:     int(r.maxRetries),
+			CreatedAt:      fromNanos(r.created),
+			StartedAt:      fromNullNanos(r.started),
+			FinishedAt:     fromNullNanos(r.finished),
+			NextAttemptAt:  fromNullNanos(r.next),
+			TimeoutMs:      r.timeout,
+			IdempotencyKey: r.key.String,
+		},
+		Input:       r.input,
+		InputIsJSON: r.inputIsJSON,
+		ParamsHash:  r.paramsHash,
+		QueueSeq:    r.queueSeq,
+	}
+	if r.readyAt != 0 {
+		t.ReadyAt = fromNanos(r.readyAt)
+	}
+	for _, f := range []struct {
+		name string
+		b    []byte
+		v    any
+	}{
+		{"backoff", r.backoff, &t.Backoff},
+		{"quota", r.quota, &t.Quota},
+		{"labels", r.labels, &t.Labels},
+		{"result", r.result, &t.Result},
+		{"error", r.terr, &t.Error},
+		{"attempt_errors", r.attemptErrs, &t.AttemptErrors},
+	} {
+		if len(f.b) == 0 {
+			continue
+		}
+		if err := json.Unmarshal(f.b, f.v); err != nil {
+			return TaskRecord{}, fmt.Errorf("store: task %s: decoding its %s: %w", r.id, f.name, err)
+		}
+	}
+	return t, nil
+}
+
+// insertArgs are the values of taskCols for a new task, queue_seq first (the
+// writer fills it).
+func insertArgs(t *TaskRecord) ([]any, error) {
+	backoff, err := jsonText(t.Backoff)
+	if err != nil {
+		return nil, err
+	}
+	quota, err := jsonText(t.Quota)
+	if err != nil {
+		return nil, err
+	}
+	mut, err := mutableArgs(t)
+	if err != nil {
+		return nil, err
+	}
+	var key any
+	if t.IdempotencyKey != "" {
+		key = t.IdempotencyKey
+	}
+	input := t.Input
+	if input == nil {
+		input = []byte{}
+	}
+	return []any{nil, t.TaskID, t.Agent, int64(t.Priority), string(t.State), t.Attempt, t.MaxRetries, t.TimeoutMs,
+		t.CreatedAt.UnixNano(), mut.started, mut.finished, mut.next, mut.readyAt, key, t.ParamsHash,
+		input, t.InputIsJSON, backoff, quota, mut.labels, mut.result, mut.terr, mut.attemptErrs}, nil
+}
+
+// mutable holds the encoded fields UpdateTask writes.
+type mutable struct {
+	started, finished, next, readyAt, doneAt any
+	labels, result, terr, attemptErrs        any
+}
+
+func mutableArgs(t *TaskRecord) (mutable, error) {
+	m := mutable{
+		started:  nullNanos(t.StartedAt),
+		finished: nullNanos(t.FinishedAt),
+		next:     nullNanos(t.NextAttemptAt),
+		readyAt:  int64(0),
+	}
+	if !t.ReadyAt.IsZero() {
+		m.readyAt = t.ReadyAt.UnixNano()
+	}
+	if t.State.Terminal() {
+		m.doneAt = doneAt(t).UnixNano()
+	}
+	labels := t.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	var err error
+	if m.labels, err = jsonText(labels); err != nil {
+		return m, err
+	}
+	if t.Result != nil {
+		if m.result, err = jsonText(t.Result); err != nil {
+			return m, fmt.Errorf("store: task %s: encoding its result: %w", t.TaskID, err)
+		}
+	}
+	if t.Error != nil {
+		if m.terr, err = jsonText(t.Error); err != nil {
+			return m, err
+		}
+	}
+	if len(t.AttemptErrors) > 0 {
+		if m.attemptErrs, err = jsonText(t.AttemptErrors); err != nil {
+			return m, err
+		}
+	}
+	return m, nil
+}
+
+func jsonText(v any) (any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+// eventPayload is what an events row keeps beside its seq, task and agent.
+type eventPayload struct {
+	State    protocol.State            `json:"state"`
+	Attempt  int                       `json:"attempt"`
+	At       time.Time                 `json:"at"`
+	Progress *float64                  `json:"progress,omitempty"`
+	Result   *protocol.ExecutionResult `json:"result,omitempty"`
+	Error    *protocol.TaskError       `json:"error,omitempty"`
+}
+
+func encodeEvent(ev *protocol.TaskEvent) (string, error) {
+	b, err := json.Marshal(eventPayload{State: ev.State, Attempt: ev.Attempt, At: ev.At, Progress: ev.Progress, Result: ev.Result, Error: ev.Error})
+	if err != nil {
+		return "", fmt.Errorf("store: encoding an event of task %s: %w", ev.TaskID, err)
+	}
+	return string(b), nil
+}
+
+func decodeEvent(seq int64, taskID, agent string, payload []byte) (protocol.TaskEvent, error) {
+	var p eventPayload
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return protocol.TaskEvent{}, fmt.Errorf("store: decoding event %d: %w", seq, err)
+	}
+	return protocol.TaskEvent{Seq: seq, TaskID: taskID, Agent: agent, State: p.State, Attempt: p.Attempt,
+		At: p.At, Progress: p.Progress, Result: p.Result, Error: p.Error}, nil
+}
+
+func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+func fromNullNanos(n sql.NullInt64) *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	t := fromNanos(n.Int64)
+	return &t
+}
+
+func nullNanos(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixNano()
+}

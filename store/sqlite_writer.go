@@ -1,0 +1,465 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/chimera-fabric/fabric/protocol"
+)
+
+// writer is the single goroutine that writes fabric.db. Callers hand it
+// writeOps; it takes one, drains whatever else is waiting (up to maxBatch),
+// runs them all in one transaction and commits once: group commit. Many
+// concurrent writes share one fsync, and since one goroutine assigns event
+// seqs and QueueSeqs, they grow in commit order.
+//
+// The writer owns the in-memory state that mirrors the file: the next seqs
+// and the queue of waiting tasks. Ops change it as they run, inside the
+// batch, so that a Claim sees a task created earlier in the same batch and
+// two Claims never take one task; if the batch does not commit, the state is
+// reloaded from the file.
+type writer struct {
+	conn     *sql.Conn
+	log      zerolog.Logger
+	maxBatch int
+	reqs     chan *writeOp
+	quit     chan struct{}
+	done     chan struct{}
+
+	stmts writerStmts
+
+	seq      int64 // last event seq assigned, committed or not
+	queueSeq int64 // last QueueSeq assigned, committed or not
+	metaSeq  int64 // last_seq as stored in meta
+	metaQSeq int64 // last_queue_seq as stored in meta
+
+	committed atomic.Int64 // last event seq committed: LastSeq
+
+	qmu   sync.Mutex // guards queue, for the readers of QueueDepth and NextReadyAt
+	queue *waitQueue
+
+	broken error // set when the file and memory could not be reconciled
+}
+
+type writerStmts struct {
+	insertTask, insertEvent, taskByKey, updateTask, taskState, claim, progressOf *sql.Stmt
+	requeue, putAgent, deleteAgent, setMeta                                       *sql.Stmt
+}
+
+// writeOp is one caller's write. run executes inside the batch's
+// transaction; an error it returns fails that op alone if the op wrote
+// nothing, and must be an abortBatch if it did.
+type writeOp struct {
+	ctx  context.Context
+	run  func(w *writer) error
+	err  error
+	done chan struct{}
+}
+
+// abortBatch fails the whole batch: an op failed after writing part of its
+// change, which must not be committed.
+type abortBatch struct{ err error }
+
+func (a abortBatch) Error() string { return a.err.Error() }
+func (a abortBatch) Unwrap() error { return a.err }
+
+func abort(err error) error {
+	if err == nil {
+		return nil
+	}
+	return abortBatch{err}
+}
+
+var opPool = sync.Pool{New: func() any { return &writeOp{done: make(chan struct{}, 1)} }}
+
+func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Logger) (*writer, error) {
+	w := &writer{conn: conn, log: log, maxBatch: maxBatch, reqs: make(chan *writeOp), quit: make(chan struct{}), done: make(chan struct{})}
+	prep := func(dst **sql.Stmt, q string) error {
+		if *dst != nil {
+			return nil
+		}
+		s, err := conn.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("store: preparing %q: %w", q, err)
+		}
+		*dst = s
+		return nil
+	}
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{
+		{&w.stmts.insertTask, `INSERT INTO tasks (` + taskCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`},
+		{&w.stmts.insertEvent, `INSERT INTO events (seq, task_id, agent, payload) VALUES (?,?,?,?)`},
+		{&w.stmts.taskByKey, `SELECT ` + taskCols + ` FROM tasks WHERE idempotency_key = ?`},
+		{&w.stmts.updateTask, `UPDATE tasks SET priority = ?, state = ?, attempt = ?, max_retries = ?, timeout_ms = ?,
+			started_at = ?, finished_at = ?, next_attempt_at = ?, ready_at = ?, labels = ?, result = ?, error = ?,
+			attempt_errors = ?, done_at = ?
+			WHERE task_id = ? AND state = ? RETURNING queue_seq, agent`},
+		{&w.stmts.taskState, `SELECT state FROM tasks WHERE task_id = ?`},
+		{&w.stmts.claim, `UPDATE tasks SET state = 'running', attempt = attempt + 1, started_at = ?, ready_at = 0,
+			next_attempt_at = NULL WHERE queue_seq = ? AND state IN ('queued', 'retrying') RETURNING ` + taskCols},
+		{&w.stmts.progressOf, `SELECT state, attempt, agent FROM tasks WHERE task_id = ?`},
+		{&w.stmts.requeue, `UPDATE tasks SET state = 'queued', ready_at = 0, next_attempt_at = NULL WHERE queue_seq = ? AND state = 'running'`},
+		{&w.stmts.putAgent, `INSERT OR REPLACE INTO agents (name, digest, abi, entry, size, capabilities, limits, registered_at, module)
+			VALUES (?,?,?,?,?,?,?,?,?)`},
+		{&w.stmts.deleteAgent, `DELETE FROM agents WHERE name = ?`},
+		{&w.stmts.setMeta, `UPDATE meta SET value = ? WHERE key = ?`},
+	} {
+		if err := prep(p.dst, p.q); err != nil {
+			w.closeStmts()
+			return nil, err
+		}
+	}
+	if err := w.load(ctx); err != nil {
+		w.closeStmts()
+		return nil, err
+	}
+	go w.loop()
+	return w, nil
+}
+
+// load reads the state the writer mirrors from the file.
+func (w *writer) load(ctx context.Context) error {
+	var maxSeq, maxQSeq, metaSeq, metaQSeq int64
+	err := w.conn.QueryRowContext(ctx, `SELECT
+		(SELECT COALESCE(MAX(seq), 0) FROM events),
+		(SELECT COALESCE(MAX(queue_seq), 0) FROM tasks),
+		(SELECT value FROM meta WHERE key = 'last_seq'),
+		(SELECT value FROM meta WHERE key = 'last_queue_seq')`).Scan(&maxSeq, &maxQSeq, &metaSeq, &metaQSeq)
+	if err != nil {
+		return fmt.Errorf("store: reading the last seqs: %w", err)
+	}
+	q := newWaitQueue()
+	rows, err := w.conn.QueryContext(ctx, `SELECT task_id, agent, priority, queue_seq, ready_at FROM tasks
+		WHERE state IN ('queued', 'retrying')`)
+	if err != nil {
+		return fmt.Errorf("store: reading the queue: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, agent string
+		var prio, seq, ready int64
+		if err := rows.Scan(&id, &agent, &prio, &seq, &ready); err != nil {
+			return fmt.Errorf("store: reading the queue: %w", err)
+		}
+		var at time.Time
+		if ready != 0 {
+			at = fromNanos(ready)
+		}
+		q.put(id, agent, protocol.Priority(prio), seq, at)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: reading the queue: %w", err)
+	}
+	w.seq, w.metaSeq = max(maxSeq, metaSeq), metaSeq
+	w.queueSeq, w.metaQSeq = max(maxQSeq, metaQSeq), metaQSeq
+	w.committed.Store(w.seq)
+	w.qmu.Lock()
+	w.queue = q
+	w.qmu.Unlock()
+	return nil
+}
+
+func (w *writer) loop() {
+	defer close(w.done)
+	batch := make([]*writeOp, 0, w.maxBatch)
+	for {
+		var first *writeOp
+		select {
+		case first = <-w.reqs:
+		case <-w.quit:
+			return
+		}
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < w.maxBatch {
+			select {
+			case o := <-w.reqs:
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		w.runBatch(batch)
+		for i := range batch {
+			batch[i].done <- struct{}{}
+			batch[i] = nil
+		}
+	}
+}
+
+func (w *writer) runBatch(batch []*writeOp) {
+	if w.broken != nil {
+		for _, o := range batch {
+			o.err = w.broken
+		}
+		return
+	}
+	bg := context.Background()
+	if _, err := w.conn.ExecContext(bg, "BEGIN IMMEDIATE"); err != nil {
+		for _, o := range batch {
+			o.err = fmt.Errorf("store: beginning a transaction: %w", err)
+		}
+		return
+	}
+	var failed error
+	for _, o := range batch {
+		if err := o.ctx.Err(); err != nil {
+			o.err = err
+			continue
+		}
+		o.err = o.run(w)
+		var ab abortBatch
+		if errors.As(o.err, &ab) {
+			failed = ab.err
+			break
+		}
+	}
+	if failed == nil {
+		failed = w.saveMeta(bg)
+	}
+	if failed == nil {
+		if _, err := w.conn.ExecContext(bg, "COMMIT"); err != nil {
+			failed = fmt.Errorf("committing: %w", err)
+		}
+	}
+	if failed == nil {
+		w.committed.Store(w.seq)
+		return
+	}
+	// Nothing of the batch is durable: say so to every op and make memory
+	// match the file again.
+	w.conn.ExecContext(bg, "ROLLBACK")
+	for _, o := range batch {
+		o.err = fmt.Errorf("store: write not committed: %w", failed)
+	}
+	w.log.Error().Err(failed).Int("ops", len(batch)).Msg("a store write batch failed and was rolled back")
+	if err := w.load(bg); err != nil {
+		w.broken = fmt.Errorf("store: unusable after a failed write (%v), then a failed reload: %w", failed, err)
+		w.log.Error().Err(w.broken).Msg("the store stops writing; restart fabricd")
+	}
+}
+
+// saveMeta records the last seqs so that they never go back, even once the
+// newest events or tasks are pruned.
+func (w *writer) saveMeta(ctx context.Context) error {
+	if w.seq != w.metaSeq {
+		if _, err := w.stmts.setMeta.ExecContext(ctx, w.seq, "last_seq"); err != nil {
+			return err
+		}
+		w.metaSeq = w.seq
+	}
+	if w.queueSeq != w.metaQSeq {
+		if _, err := w.stmts.setMeta.ExecContext(ctx, w.queueSeq, "last_queue_seq"); err != nil {
+			return err
+		}
+		w.metaQSeq = w.queueSeq
+	}
+	return nil
+}
+
+func (w *writer) stop() {
+	close(w.quit)
+	<-w.done
+	w.closeStmts()
+}
+
+func (w *writer) closeStmts() {
+	for _, s := range []*sql.Stmt{w.stmts.insertTask, w.stmts.insertEvent, w.stmts.taskByKey, w.stmts.updateTask,
+		w.stmts.taskState, w.stmts.claim, w.stmts.progressOf, w.stmts.requeue, w.stmts.putAgent, w.stmts.deleteAgent, w.stmts.setMeta} {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+// insertEvent appends ev with the next seq. The caller has written already,
+// so a failure aborts the batch.
+func (w *writer) insertEvent(ev *protocol.TaskEvent, payload string) error {
+	seq := w.seq + 1
+	if _, err := w.stmts.insertEvent.Exec(seq, ev.TaskID, ev.Agent, payload); err != nil {
+		return abort(fmt.Errorf("appending an event of task %s: %w", ev.TaskID, err))
+	}
+	w.seq, ev.Seq = seq, seq
+	return nil
+}
+
+func (w *writer) queuePut(id, agent string, prio protocol.Priority, seq int64, at time.Time) {
+	w.qmu.Lock()
+	w.queue.put(id, agent, prio, seq, at)
+	w.qmu.Unlock()
+}
+
+func (w *writer) queueRemove(id string) {
+	w.qmu.Lock()
+	w.queue.remove(id)
+	w.qmu.Unlock()
+}
+
+// The ops. Each takes its arguments encoded by the caller.
+
+func (w *writer) createTask(t *TaskRecord, args []any, ev *protocol.TaskEvent, payload string) (found *taskRow, err error) {
+	if t.IdempotencyKey != "" {
+		r, err := scanTask(w.stmts.taskByKey.QueryRow(t.IdempotencyKey))
+		if err == nil {
+			return &r, nil
+		}
+		if err != sql.ErrNoRows {
+			return nil, fmt.Errorf("store: looking up idempotency key: %w", err)
+		}
+	}
+	qseq := w.queueSeq + 1
+	args[0] = qseq
+	if _, err := w.stmts.insertTask.Exec(args...); err != nil {
+		if isConstraint(err) {
+			return nil, taskExists(t.TaskID)
+		}
+		return nil, fmt.Errorf("store: inserting task %s: %w", t.TaskID, err)
+	}
+	w.queueSeq, t.QueueSeq = qseq, qseq
+	if err := w.insertEvent(ev, payload); err != nil {
+		return nil, err
+	}
+	w.queuePut(t.TaskID, t.Agent, t.Priority, qseq, t.ReadyAt)
+	return nil, nil
+}
+
+func (w *writer) updateTask(t *TaskRecord, expect protocol.State, m *mutable, ev *protocol.TaskEvent, payload string) error {
+	var qseq int64
+	var agent string
+	err := w.stmts.updateTask.QueryRow(int64(t.Priority), string(t.State), t.Attempt, t.MaxRetries, t.TimeoutMs,
+		m.started, m.finished, m.next, m.readyAt, m.labels, m.result, m.terr, m.attemptErrs, m.doneAt,
+		t.TaskID, string(expect)).Scan(&qseq, &agent)
+	if err == sql.ErrNoRows {
+		var got string
+		switch err := w.stmts.taskState.QueryRow(t.TaskID).Scan(&got); {
+		case err == sql.ErrNoRows:
+			return taskNotFound(t.TaskID)
+		case err != nil:
+			return fmt.Errorf("store: reading task %s: %w", t.TaskID, err)
+		}
+		return stateChanged(t.TaskID, protocol.State(got), expect)
+	}
+	if err != nil {
+		// The statement is undone, but it may have run RETURNING's row:
+		// do not trust the rest of the batch.
+		return abort(fmt.Errorf("updating task %s: %w", t.TaskID, err))
+	}
+	ev.Agent = agent
+	if err := w.insertEvent(ev, payload); err != nil {
+		return err
+	}
+	if waiting(t.State) {
+		w.queuePut(t.TaskID, agent, t.Priority, qseq, t.ReadyAt)
+	} else {
+		w.queueRemove(t.TaskID)
+	}
+	return nil
+}
+
+func (w *writer) claim(now time.Time) (row taskRow, ev protocol.TaskEvent, ok bool, err error) {
+	w.qmu.Lock()
+	e, ok := w.queue.pop(now)
+	w.qmu.Unlock()
+	if !ok {
+		return row, ev, false, nil
+	}
+	row, err = scanTask(w.stmts.claim.QueryRow(now.UnixNano(), e.seq))
+	if err != nil {
+		// Memory and file disagree (or the file failed): reload both.
+		return row, ev, false, abort(fmt.Errorf("claiming task %s: %w", e.id, err))
+	}
+	ev = protocol.TaskEvent{TaskID: row.id, Agent: row.agent, State: protocol.StateRunning, Attempt: int(row.attempt), At: now}
+	payload, err := encodeEvent(&ev)
+	if err != nil {
+		return row, ev, false, abort(err)
+	}
+	if err := w.insertEvent(&ev, payload); err != nil {
+		return row, ev, false, err
+	}
+	return row, ev, true, nil
+}
+
+func (w *writer) appendProgress(taskID string, attempt int, progress float64, at time.Time) (protocol.TaskEvent, error) {
+	var state, agent string
+	var cur int
+	switch err := w.stmts.progressOf.QueryRow(taskID).Scan(&state, &cur, &agent); {
+	case err == sql.ErrNoRows:
+		return protocol.TaskEvent{}, taskNotFound(taskID)
+	case err != nil:
+		return protocol.TaskEvent{}, fmt.Errorf("store: reading task %s: %w", taskID, err)
+	}
+	t := TaskRecord{Task: protocol.Task{TaskID: taskID, Agent: agent, State: protocol.State(state), Attempt: cur}}
+	ev, err := progressEvent(&t, attempt, progress, at)
+	if err != nil {
+		return ev, err
+	}
+	payload, err := encodeEvent(&ev)
+	if err != nil {
+		return ev, err
+	}
+	seq := w.seq + 1
+	if _, err := w.stmts.insertEvent.Exec(seq, ev.TaskID, ev.Agent, payload); err != nil {
+		return ev, fmt.Errorf("store: appending a progress event of task %s: %w", taskID, err)
+	}
+	w.seq, ev.Seq = seq, seq
+	return ev, nil
+}
+
+func (w *writer) recover(now time.Time) ([]taskRow, []protocol.TaskEvent, error) {
+	rows, err := w.conn.QueryContext(context.Background(), `SELECT `+taskCols+` FROM tasks WHERE state = 'running' ORDER BY queue_seq`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: reading running tasks: %w", err)
+	}
+	var running []taskRow
+	for rows.Next() {
+		r, err := scanTask(rows)
+		if err != nil {
+			rows.Close()
+			return nil, nil, fmt.Errorf("store: reading running tasks: %w", err)
+		}
+		running = append(running, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("store: reading running tasks: %w", err)
+	}
+	evs := make([]protocol.TaskEvent, 0, len(running))
+	for i := range running {
+		r := &running[i]
+		if _, err := w.stmts.requeue.Exec(r.queueSeq); err != nil {
+			return nil, nil, abort(fmt.Errorf("requeueing task %s: %w", r.id, err))
+		}
+		r.state, r.readyAt, r.next = string(protocol.StateQueued), 0, sql.NullInt64{}
+		ev := protocol.TaskEvent{TaskID: r.id, Agent: r.agent, State: protocol.StateQueued, Attempt: int(r.attempt), At: now}
+		payload, err := encodeEvent(&ev)
+		if err != nil {
+			return nil, nil, abort(err)
+		}
+		if err := w.insertEvent(&ev, payload); err != nil {
+			return nil, nil, err
+		}
+		w.queuePut(r.id, r.agent, protocol.Priority(r.prio), r.queueSeq, time.Time{})
+		evs = append(evs, ev)
+	}
+	return running, evs, nil
+}
+
+func isConstraint(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	c := se.Code()
+	return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
