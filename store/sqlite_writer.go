@@ -52,7 +52,7 @@ type writer struct {
 
 type writerStmts struct {
 	insertTask, insertEvent, taskByKey, updateTask, taskState, claim, progressOf *sql.Stmt
-	requeue, putAgent, deleteAgent, setMeta                                       *sql.Stmt
+	requeue, putAgent, deleteAgent, setMeta                                      *sql.Stmt
 }
 
 // writeOp is one caller's write. run executes inside the batch's

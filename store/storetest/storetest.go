@@ -603,7 +603,7 @@ func testEvents(t *testing.T, s store.Store) {
 	if evs := events(t, s, 0, store.EventFilter{}, 0); len(evs) != 0 {
 		t.Fatalf("Events of an empty store = %v", evs)
 	}
-	create(t, s, NewTask("a1", "a", protocol.High))  // 1
+	create(t, s, NewTask("a1", "a", protocol.High))   // 1
 	create(t, s, NewTask("b1", "b", protocol.Normal)) // 2
 	create(t, s, NewTask("a2", "a", protocol.Low))    // 3
 	a1, _ := claim(t, s, at(1))                       // 4: a1
