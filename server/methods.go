@@ -1,0 +1,156 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"time"
+
+	"github.com/chimera-fabric/fabric/protocol"
+	"github.com/chimera-fabric/fabric/sched"
+)
+
+// method is one entry of the dispatch table.
+type method struct {
+	params reflect.Type // the protocol params type, checked against the OpenRPC table
+	result reflect.Type
+	call   func(ctx context.Context, ss *session, raw json.RawMessage) (any, error)
+}
+
+// bind makes a method of a typed handler: params are decoded strictly with
+// protocol.DecodeParams (named params only; unknown fields refused; -32602
+// naming the field) before fn runs.
+func bind[P, R any](fn func(ctx context.Context, ss *session, p *P) (R, error)) method {
+	return method{
+		params: reflect.TypeFor[P](),
+		result: reflect.TypeFor[R](),
+		call: func(ctx context.Context, ss *session, raw json.RawMessage) (any, error) {
+			p := new(P)
+			if err := protocol.DecodeParams(raw, p); err != nil {
+				return nil, err
+			}
+			return fn(ctx, ss, p)
+		},
+	}
+}
+
+// methodTable maps every method of PROTOCOL.md to its handler. The OpenRPC
+// document (protocol.Methods) lists the same methods; a test keeps the two
+// in step.
+func methodTable() map[string]method {
+	return map[string]method{
+		protocol.MethodAgentRegister:   bind(agentRegister),
+		protocol.MethodAgentList:       bind(agentList),
+		protocol.MethodAgentGet:        bind(agentGet),
+		protocol.MethodAgentUnregister: bind(agentUnregister),
+		protocol.MethodAgentStats:      bind(agentStats),
+		protocol.MethodTaskSubmit:      bind(taskSubmit),
+		protocol.MethodTaskGet:         bind(taskGet),
+		protocol.MethodTaskWait:        bind(taskWait),
+		protocol.MethodTaskCancel:      bind(taskCancel),
+		protocol.MethodTaskList:        bind(taskList),
+		protocol.MethodTaskSubscribe:   bind(taskSubscribe),
+		protocol.MethodUnsubscribe:     bind(unsubscribe),
+		protocol.MethodKPISubscribe:    bind(kpiSubscribe),
+		protocol.MethodKPIGet:          bind(kpiGet),
+		protocol.MethodSystemHealth:    bind(systemHealth),
+		protocol.MethodRPCDiscover:     bind(rpcDiscover),
+	}
+}
+
+func (ss *session) sched() *sched.Scheduler { return ss.srv.cfg.Sched }
+
+func agentRegister(ctx context.Context, ss *session, p *protocol.RegisterParams) (protocol.Agent, error) {
+	return ss.sched().RegisterAgent(ctx, p)
+}
+
+func agentList(ctx context.Context, ss *session, _ *protocol.Empty) (protocol.AgentList, error) {
+	agents, err := ss.sched().Agents(ctx)
+	if agents == nil {
+		agents = []protocol.Agent{}
+	}
+	return protocol.AgentList{Agents: agents}, err
+}
+
+func agentGet(ctx context.Context, ss *session, p *protocol.NameParams) (protocol.Agent, error) {
+	return ss.sched().Agent(ctx, p.Name)
+}
+
+func agentUnregister(ctx context.Context, ss *session, p *protocol.NameParams) (protocol.Empty, error) {
+	return protocol.Empty{}, ss.sched().UnregisterAgent(ctx, p.Name)
+}
+
+func agentStats(ctx context.Context, ss *session, p *protocol.StatsParams) (protocol.AgentStatsList, error) {
+	stats, err := ss.sched().AgentStats(ctx, p.Name)
+	if stats == nil {
+		stats = []protocol.AgentStats{}
+	}
+	return protocol.AgentStatsList{Agents: stats}, err
+}
+
+func taskSubmit(ctx context.Context, ss *session, p *protocol.SubmitParams) (protocol.SubmitResult, error) {
+	if !p.Subscribe {
+		res, _, err := ss.sched().Submit(ctx, p, nil)
+		return res, err
+	}
+	feed := ss.newFeed()
+	res, sub, err := ss.sched().Submit(ctx, p, feed.sink)
+	if err != nil {
+		return res, err
+	}
+	res.SubscriptionID = feed.id
+	if !ss.addSubscription(&subscription{id: feed.id, task: sub}) {
+		// The task exists; only the connection is going away.
+		sub.Close()
+		return res, nil
+	}
+	return res, feed.flush(ctx)
+}
+
+func taskGet(ctx context.Context, ss *session, p *protocol.TaskIDParams) (protocol.Task, error) {
+	return ss.sched().Task(ctx, p.TaskID)
+}
+
+// taskWait waits up to timeout_ms (default: protocol.MaxWaitTimeout). When the
+// connection starts to close (server shutdown), it answers with the task as
+// it stands, as if the timeout had passed.
+func taskWait(ctx context.Context, ss *session, p *protocol.WaitParams) (protocol.Task, error) {
+	timeout := protocol.MaxWaitTimeout
+	if p.TimeoutMs != nil {
+		timeout = time.Duration(*p.TimeoutMs) * time.Millisecond
+	}
+	t, err := ss.sched().Wait(ss.drainCtx, p.TaskID, timeout)
+	if err != nil && errors.Is(err, context.Canceled) && ctx.Err() == nil {
+		return ss.sched().Task(ctx, p.TaskID)
+	}
+	return t, err
+}
+
+func taskCancel(ctx context.Context, ss *session, p *protocol.TaskIDParams) (protocol.Task, error) {
+	return ss.sched().Cancel(ctx, p.TaskID)
+}
+
+func taskList(ctx context.Context, ss *session, p *protocol.ListParams) (protocol.TaskList, error) {
+	l, err := ss.sched().List(ctx, p)
+	if l.Tasks == nil {
+		l.Tasks = []protocol.Task{}
+	}
+	return l, err
+}
+
+func kpiGet(ctx context.Context, ss *session, _ *protocol.Empty) (protocol.KPIReport, error) {
+	return ss.sched().KPI(ctx), nil
+}
+
+func systemHealth(ctx context.Context, ss *session, _ *protocol.Empty) (protocol.Health, error) {
+	h := ss.sched().Health(ctx)
+	if ss.srv.shuttingDown() {
+		h.Status = protocol.HealthDraining
+	}
+	return h, nil
+}
+
+func rpcDiscover(_ context.Context, ss *session, _ *protocol.Empty) (*protocol.OpenRPCDocument, error) {
+	return protocol.OpenRPC(ss.srv.cfg.Version), nil
+}

@@ -1,0 +1,436 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"sync"
+
+	"github.com/coder/websocket"
+	"github.com/rs/zerolog"
+
+	"github.com/chimera-fabric/fabric/protocol"
+)
+
+// transport reads and writes whole messages; a session runs over one.
+type transport interface {
+	// read returns the next whole message. A *frameError is answered and
+	// reading goes on; io.EOF ends the session gracefully; any other error
+	// ends it at once.
+	read() ([]byte, error)
+	// write writes one whole message.
+	write(msg []byte) error
+	// close ends the transport with r, unblocking read and write if it can.
+	// It reports whether read and write are now sure to return; a stdio
+	// reader blocked on an uncloseable file is not.
+	close(r endReason) (unblocked bool)
+}
+
+// endReason says why a session ends and how.
+type endReason struct {
+	code websocket.StatusCode // the WebSocket close code
+	text string               // the close reason (<= 123 bytes), also logged
+	// graceful sessions stop taking requests, answer those in flight, flush
+	// their queue and then close; the others close at once.
+	graceful bool
+	// hurry makes long waits (task.wait) answer early, with the task as it
+	// stands. The end of stdin does not hurry them: "fabricd stdio <
+	// requests" waits for every answer.
+	hurry bool
+}
+
+var (
+	endEOF          = endReason{code: websocket.StatusNormalClosure, text: "end of input", graceful: true}
+	endGoingAway    = endReason{code: websocket.StatusGoingAway, text: "server shutting down", graceful: true, hurry: true}
+	endPeerGone     = endReason{code: websocket.StatusNormalClosure, text: "peer closed the connection"}
+	endSlowConsumer = endReason{code: websocket.StatusPolicyViolation, text: "slow consumer: outbound queue full"}
+	endBinary       = endReason{code: websocket.StatusUnsupportedData, text: "binary frames are not supported; send JSON-RPC as text frames"}
+	endCancelled    = endReason{code: websocket.StatusGoingAway, text: "session cancelled"}
+	endIOError      = endReason{code: websocket.StatusInternalError, text: "i/o error"}
+)
+
+// session is one connection's JSON-RPC conversation: it reads messages,
+// dispatches their requests concurrently (at most MaxInFlight at once),
+// regroups batch replies, and writes every outgoing message through one
+// bounded queue and one writer goroutine. Nothing that produces messages ever
+// blocks on the queue: when it is full the session ends (endSlowConsumer).
+//
+// Goroutines: run's caller owns the session; run starts the reader and the
+// writer (io) and one goroutine per request and per kpi subscription (work),
+// and returns only once all of them have ended (except a stdio reader or
+// writer blocked on a file that cannot be interrupted; see transport.close).
+type session struct {
+	srv  *Server
+	t    transport
+	log  zerolog.Logger
+	id   uint64
+	kind string
+
+	// ctx is the requests' context, cancelled when the session ends.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// drainCtx is cancelled when the session must end soon (shutdown, or
+	// an end that is not graceful): long waits (task.wait) return early.
+	drainCtx    context.Context
+	cancelDrain context.CancelFunc
+
+	out     chan []byte   // the outbound queue
+	outDone chan struct{} // closed when nothing more will be queued
+	ended   chan struct{} // closed by the first end
+	force   chan struct{} // closed by abort: stop waiting gracefully
+	idle    chan struct{} // closed when inflight drops to 0 while ending
+
+	endOnce   sync.Once
+	forceOnce sync.Once
+	reason    endReason // set by the first end
+
+	mu       sync.Mutex
+	inflight int
+	ending   bool // no new requests or subscriptions
+	subs     map[string]*subscription
+
+	work       sync.WaitGroup // request handlers and kpi tickers
+	readerDone chan struct{}
+	writerDone chan struct{}
+}
+
+func (s *Server) newSession(t transport, kind string) *session {
+	ss := &session{
+		srv:     s,
+		t:       t,
+		kind:    kind,
+		out:     make(chan []byte, s.cfg.OutboundQueue),
+		outDone: make(chan struct{}),
+		ended:   make(chan struct{}),
+		force:   make(chan struct{}),
+		idle:    make(chan struct{}),
+		subs:    map[string]*subscription{},
+
+		readerDone: make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+	ss.ctx, ss.cancel = context.WithCancel(context.Background())
+	ss.drainCtx, ss.cancelDrain = context.WithCancel(ss.ctx)
+	return ss
+}
+
+// serve registers the session with the server and runs it to its end. It
+// returns false, without running, once the server is shutting down.
+func (ss *session) serve() bool {
+	if !ss.srv.addSession(ss) {
+		return false
+	}
+	defer ss.srv.removeSession(ss)
+	ss.log = ss.srv.log.With().Str("transport", ss.kind).Uint64("conn", ss.id).Logger()
+	ss.log.Debug().Msg("connection opened")
+	r := ss.run()
+	ss.log.Debug().Str("reason", r.text).Msg("connection closed")
+	return true
+}
+
+// run runs the session until it ends, then tears it down.
+func (ss *session) run() endReason {
+	go ss.writeLoop()
+	go ss.readLoop()
+
+	<-ss.ended
+	r := ss.reason
+	ss.mu.Lock()
+	ss.ending = true
+	n := ss.inflight
+	ss.mu.Unlock()
+	if r.hurry || !r.graceful {
+		ss.cancelDrain()
+	}
+	if r.graceful && n > 0 {
+		select {
+		case <-ss.idle:
+		case <-ss.force:
+		}
+	}
+	// No request starts from here on; stop the rest.
+	ss.cancel()
+	ss.closeSubscriptions()
+	ss.work.Wait()
+	close(ss.outDone)
+	if r.graceful {
+		// Let the writer flush what the requests answered.
+		select {
+		case <-ss.writerDone:
+		case <-ss.force:
+		}
+	}
+	if r == endSlowConsumer {
+		ss.log.Warn().Int("queue", cap(ss.out)).Msg("closing a slow consumer: its outbound queue is full; it may reconnect and replay with task.subscribe {after_seq}")
+	}
+	select {
+	case <-ss.force:
+		r.graceful = false // cut short: the writer may be stuck too
+	default:
+	}
+	if ss.t.close(r) {
+		<-ss.readerDone
+		<-ss.writerDone
+	}
+	return ss.reason
+}
+
+// end ends the session for r; only the first reason counts.
+func (ss *session) end(r endReason) {
+	ss.endOnce.Do(func() {
+		ss.reason = r
+		close(ss.ended)
+	})
+}
+
+// abort ends the session at once: a graceful end in progress stops waiting.
+func (ss *session) abort(r endReason) {
+	ss.end(r)
+	ss.forceOnce.Do(func() { close(ss.force) })
+}
+
+// goAway starts a graceful end for server shutdown.
+func (ss *session) goAway() {
+	ss.end(endGoingAway)
+	ss.cancelDrain() // also when the session was already ending for EOF
+}
+
+func (ss *session) readLoop() {
+	defer close(ss.readerDone)
+	for {
+		msg, err := ss.t.read()
+		var fe *frameError
+		switch {
+		case errors.As(err, &fe):
+			ss.send(encodeError(nullID, fe.e))
+			continue
+		case errors.Is(err, io.EOF):
+			ss.end(endEOF)
+			return
+		case errors.Is(err, errBinaryFrame):
+			ss.abort(endBinary)
+			return
+		case err != nil:
+			if errors.Is(err, errPeerClosed) {
+				ss.abort(endPeerGone)
+			} else {
+				ss.log.Debug().Err(err).Msg("read failed")
+				ss.abort(endIOError)
+			}
+			return
+		}
+		ss.handleMessage(msg)
+	}
+}
+
+var (
+	errBinaryFrame = errors.New("binary frame")
+	errPeerClosed  = errors.New("peer closed the connection")
+)
+
+func (ss *session) writeLoop() {
+	defer close(ss.writerDone)
+	write := func(msg []byte) bool {
+		if err := ss.t.write(msg); err != nil {
+			ss.log.Debug().Err(err).Msg("write failed")
+			ss.abort(endIOError)
+			return false
+		}
+		return true
+	}
+	for {
+		select {
+		case msg := <-ss.out:
+			if !write(msg) {
+				return
+			}
+		case <-ss.outDone:
+			for {
+				select {
+				case msg := <-ss.out:
+					if !write(msg) {
+						return
+					}
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// send queues msg without blocking; a full queue ends the session.
+func (ss *session) send(msg []byte) {
+	select {
+	case ss.out <- msg:
+	default:
+		ss.abort(endSlowConsumer)
+	}
+}
+
+// sendWait queues msg, waiting for room while ctx lasts. Only a request's
+// own goroutine may wait: never the scheduler's.
+func (ss *session) sendWait(ctx context.Context, msg []byte) error {
+	select {
+	case ss.out <- msg:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-ss.outDone:
+		return errors.New("connection closed")
+	}
+}
+
+// batchReply collects a batch's responses into one array reply.
+type batchReply struct {
+	mu      sync.Mutex
+	pending int // responses still to come
+	parts   [][]byte
+}
+
+func (b *batchReply) add(msg []byte) (done bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.parts = append(b.parts, msg)
+	b.pending--
+	return b.pending == 0
+}
+
+// reply answers one request, directly or as part of its batch.
+func (ss *session) reply(b *batchReply, msg []byte) {
+	if b == nil {
+		ss.send(msg)
+		return
+	}
+	if b.add(msg) {
+		ss.send(joinBatch(b.parts))
+	}
+}
+
+func (ss *session) handleMessage(msg []byte) {
+	in := parseMessage(msg)
+	if in.reject != nil {
+		ss.send(encodeError(nullID, in.reject))
+		return
+	}
+	var b *batchReply
+	if in.batch {
+		b = &batchReply{}
+		for _, it := range in.items {
+			if it.err != nil || !it.req.notification() {
+				b.pending++
+			}
+		}
+		if b.pending == 0 {
+			b = nil // all notifications: nothing to answer
+		}
+	}
+	for _, it := range in.items {
+		if it.err != nil {
+			ss.reply(b, encodeError(it.req.ID, it.err))
+			continue
+		}
+		ss.dispatch(it.req, b)
+	}
+}
+
+// dispatch starts one request, or answers it at once when the session is
+// ending or over its in-flight cap.
+func (ss *session) dispatch(req request, b *batchReply) {
+	ss.mu.Lock()
+	switch {
+	case ss.ending:
+		ss.mu.Unlock()
+		if !req.notification() {
+			ss.reply(b, encodeError(req.ID, protocol.Errorf(protocol.ErrShuttingDown,
+				"this connection is closing; reconnect to go on")))
+		}
+		return
+	case ss.inflight >= ss.srv.cfg.MaxInFlight:
+		n := ss.inflight
+		ss.mu.Unlock()
+		if req.notification() {
+			ss.log.Debug().Str("method", req.Method).Msg("notification dropped: over the in-flight cap")
+			return
+		}
+		ss.reply(b, encodeError(req.ID, protocol.Overloaded(RetryAfterMs,
+			"this connection has %d requests in flight, its limit; retry later", n).With("limit", ss.srv.cfg.MaxInFlight)))
+		return
+	}
+	ss.inflight++
+	ss.work.Add(1)
+	ss.mu.Unlock()
+	go func() {
+		defer ss.work.Done()
+		res, err := ss.call(req)
+		var msg []byte
+		switch {
+		case req.notification():
+			if err != nil {
+				ss.log.Debug().Str("method", req.Method).Err(err).Msg("notification failed (not answered)")
+			}
+		case err != nil:
+			msg = encodeError(req.ID, ss.wireError(err))
+		default:
+			msg = encodeResult(req.ID, res)
+		}
+		// The slot is free before the answer is out, so that a client
+		// that waits for an answer to send its next request finds room.
+		ss.requestDone()
+		if msg != nil {
+			ss.reply(b, msg)
+		}
+	}()
+}
+
+func (ss *session) requestDone() {
+	ss.mu.Lock()
+	ss.inflight--
+	if ss.inflight == 0 && ss.ending {
+		select {
+		case <-ss.idle:
+		default:
+			close(ss.idle)
+		}
+	}
+	ss.mu.Unlock()
+}
+
+// call runs one request's method, recovering a panic into an internal error.
+func (ss *session) call(req request) (res any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			ss.log.Error().Str("method", req.Method).Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("panic in a method handler")
+			res, err = nil, protocol.Errorf(protocol.ErrInternal, "the server failed while handling %s; the log has the cause", req.Method)
+		}
+	}()
+	m, ok := ss.srv.methods[req.Method]
+	if !ok {
+		return nil, protocol.Errorf(protocol.ErrMethodNotFound, "no method %q; rpc.discover lists them", clipText([]byte(req.Method)))
+	}
+	return m.call(ss.ctx, ss, req.Params)
+}
+
+// wireError is the one conversion of a method's error for the wire.
+func (ss *session) wireError(err error) *protocol.Error {
+	if errors.Is(err, context.Canceled) && ss.ctx.Err() != nil {
+		return protocol.Errorf(protocol.ErrShuttingDown, "this connection is closing")
+	}
+	e := protocol.AsError(err)
+	if e.Code == protocol.ErrInternal.Code {
+		ss.log.Warn().Err(err).Msg("internal error answered")
+	}
+	return e
+}
+
+// notify queues a notification; a full queue ends the session.
+func (ss *session) notify(method string, params any) {
+	b, err := encodeNotification(method, params)
+	if err != nil {
+		ss.log.Error().Err(err).Str("method", method).Msg("encoding a notification")
+		return
+	}
+	ss.send(b)
+}
