@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -18,9 +17,9 @@ var host *abitest.Host
 
 func TestMain(m *testing.M) {
 	ctx := context.Background()
-	cache, err := agentbuild.CacheDir()
+	cache, err := agentbuild.CompilationCacheDir()
 	if err == nil {
-		host, err = abitest.New(ctx, filepath.Join(cache, "wazero"))
+		host, err = abitest.New(ctx, cache)
 	}
 	if err != nil {
 		println("examples:", err.Error())
@@ -31,15 +30,21 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// load builds and compiles an example; abitest.Compile refuses a module
-// whose imports or exports break GUEST_ABI.md.
+var modules = map[string]*abitest.Module{} // by name; tests run one at a time
+
+// load builds and compiles an example, once per test binary; abitest's
+// Compile refuses a module whose imports or exports break GUEST_ABI.md.
+// The host's Close releases them all.
 func load(t *testing.T, name string, opts ...agentbuild.Option) *abitest.Module {
 	t.Helper()
+	if m := modules[name]; m != nil {
+		return m
+	}
 	m, err := host.Compile(context.Background(), agentbuild.Build(t, "examples/"+name, opts...))
 	if err != nil {
 		t.Fatalf("example %s breaks the ABI: %v", name, err)
 	}
-	t.Cleanup(func() { m.Close(context.Background()) })
+	modules[name] = m
 	return m
 }
 
@@ -172,12 +177,8 @@ func TestImports(t *testing.T) {
 		if name == "reactor" {
 			opts = append(opts, agentbuild.CShared())
 		}
-		imports, _, err := abitest.Inspect(context.Background(), agentbuild.Build(t, "examples/"+name, opts...))
-		if err != nil {
-			t.Fatal(err)
-		}
 		var names []string
-		for _, imp := range imports {
+		for _, imp := range load(t, name, opts...).Imports() {
 			_, fabric := abitest.FabricImports[imp.Name]
 			if imp.Module == "wasi_snapshot_preview1" || imp.Module == "fabric" && fabric {
 				names = append(names, imp.String())
@@ -186,5 +187,28 @@ func TestImports(t *testing.T) {
 			t.Errorf("%s imports %s: the fabric would refuse it", name, imp)
 		}
 		t.Logf("%s imports %s", name, strings.Join(names, " "))
+	}
+}
+
+// TestDocsSnippets keeps the code that docs/agents.md shows as tested equal
+// to the code the tests run.
+func TestDocsSnippets(t *testing.T) {
+	doc, err := os.ReadFile("../docs/agents.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct{ path, from string }{
+		{"hello/main.go", "package main"},
+		{"../internal/agentbuild/abitest/testdata/cat.wat", "(module"},
+		{"../internal/agentbuild/abitest/testdata/echo.wat", "(module"},
+	} {
+		src, err := os.ReadFile(f.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, body, ok := bytes.Cut(src, []byte(f.from))
+		if !ok || !bytes.Contains(doc, append([]byte(f.from), body...)) {
+			t.Errorf("docs/agents.md does not show %s as it is from %q on", f.path, f.from)
+		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -44,11 +43,11 @@ func compile(t *testing.T, opts ...agentbuild.Option) *abitest.Module {
 	}
 	ctx := context.Background()
 	if host.h == nil {
-		cache, err := agentbuild.CacheDir()
+		cache, err := agentbuild.CompilationCacheDir()
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, err := abitest.New(ctx, filepath.Join(cache, "wazero"))
+		h, err := abitest.New(ctx, cache)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,14 +166,9 @@ func TestWasmSDKFailure(t *testing.T) {
 func TestWasmImportsAndExports(t *testing.T) {
 	for _, form := range forms {
 		t.Run(form.name, func(t *testing.T) {
-			ctx := context.Background()
-			wasm := agentbuild.Build(t, "guest/testdata/sdkagent", form.opts...)
-			imports, exports, err := abitest.Inspect(ctx, wasm)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := compile(t, form.opts...)
 			var fabric []string
-			for _, imp := range imports {
+			for _, imp := range m.Imports() {
 				switch imp.Module {
 				case "fabric":
 					fabric = append(fabric, imp.Name)
@@ -191,10 +185,10 @@ func TestWasmImportsAndExports(t *testing.T) {
 			if !form.command {
 				wantExports = []string{"_initialize", "memory", "run"}
 			}
-			if !sameSet(exports, wantExports) {
+			if exports := m.Exports(); !sameSet(exports, wantExports) {
 				t.Errorf("exports = %v, want %v", exports, wantExports)
 			}
-			if n := len(wasm); n < 500<<10 || n > 8<<20 {
+			if n := len(agentbuild.Build(t, "guest/testdata/sdkagent", form.opts...)); n < 500<<10 || n > 8<<20 {
 				t.Errorf("module is %d bytes; a Go wasip1 agent should be 1-4 MB", n)
 			}
 		})

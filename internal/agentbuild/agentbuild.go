@@ -154,6 +154,30 @@ func CacheDir() (string, error) {
 	return dir, nil
 }
 
+// CompilationCacheDir returns a directory for wazero's compilation cache
+// (wazero.NewCompilationCacheWithDir), beside the modules, so that tests
+// running agents skip compiling the same module again. wazero never removes
+// an entry, so the first call in a process removes those written more than
+// staleAfter ago; one still in use is then compiled and written again.
+func CompilationCacheDir() (string, error) {
+	cache, err := CacheDir()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(cache, "wazero")
+	pruneWazero.Do(func() {
+		old, _ := filepath.Glob(filepath.Join(dir, "*", "*"))
+		for _, p := range old {
+			if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && time.Since(st.ModTime()) > staleAfter {
+				os.Remove(p)
+			}
+		}
+	})
+	return dir, nil
+}
+
+var pruneWazero sync.Once
+
 // BuildTo builds the Go main package in pkgDir for GOOS=wasip1 GOARCH=wasm
 // into outFile, as a reactor (-buildmode=c-shared) when cShared is set. It
 // uses the go command of runtime.GOROOT, builds with -trimpath so the module

@@ -138,7 +138,8 @@ func Imports(c wazero.CompiledModule) []Import {
 
 // Inspect lists the functions wasm imports, in order, and the names it
 // exports (functions and memories), sorted. It only decodes and validates
-// the module (with wazero's interpreter, which compiles nothing ahead).
+// the module (with wazero's interpreter, which compiles nothing ahead), and
+// checks nothing against the ABI.
 func Inspect(ctx context.Context, wasm []byte) ([]Import, []string, error) {
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	defer rt.Close(ctx)
@@ -146,16 +147,26 @@ func Inspect(ctx context.Context, wasm []byte) ([]Import, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var exports []string
+	return Imports(c), exports(c), nil
+}
+
+func exports(c wazero.CompiledModule) []string {
+	var names []string
 	for name := range c.ExportedFunctions() {
-		exports = append(exports, name)
+		names = append(names, name)
 	}
 	for name := range c.ExportedMemories() {
-		exports = append(exports, name)
+		names = append(names, name)
 	}
-	slices.Sort(exports)
-	return Imports(c), exports, nil
+	slices.Sort(names)
+	return names
 }
+
+// Imports lists the functions m imports, in order.
+func (m *Module) Imports() []Import { return Imports(m.compiled) }
+
+// Exports lists the names m exports (functions and memories), sorted.
+func (m *Module) Exports() []string { return exports(m.compiled) }
 
 // Compile compiles wasm and checks it against the ABI: only WASI and fabric
 // imports, fabric imports of the listed types, and either _start or memory
