@@ -164,11 +164,10 @@ func Logf(level Level, format string, args ...any) {
 	Log(level, fmt.Sprintf(format, args...))
 }
 
-// Handle runs h on the task's input and writes its output. When h returns
-// an error, or panics, Handle calls Fail and returns 1 (a panic's stack is
-// logged at level Error first); otherwise it returns
-// 0. Output written by h itself before failing is kept. It is the body of a
-// fabric-v1 entry function:
+// Handle runs h on the task's input and writes its output, returning 0.
+// When h returns an error, or panics, Handle calls Fail and returns 1 (a
+// panic's stack is logged at level Error first). Output written by h itself
+// before failing is kept. It is the body of a fabric-v1 entry function:
 //
 //	//go:wasmexport run
 //	func run() int32 { return guest.Handle(work) }
