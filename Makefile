@@ -2,7 +2,7 @@
 GO        ?= go
 BIN       := bin
 AGENTS    := $(BIN)/agents
-EXAMPLES  := $(filter-out reactor,$(notdir $(wildcard examples/*)))
+EXAMPLES  := $(filter-out reactor,$(notdir $(patsubst %/,%,$(dir $(wildcard examples/*/main.go)))))
 LISTEN    ?= 127.0.0.1:7420
 DATA      ?= ./fabric-data
 
@@ -19,10 +19,10 @@ agents:
 	@mkdir -p $(AGENTS)
 	@for a in $(EXAMPLES); do \
 		echo "agent $$a"; \
-		GOOS=wasip1 GOARCH=wasm $(GO) build -o $(AGENTS)/$$a.wasm ./examples/$$a || exit 1; \
+		GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 $(GO) build -trimpath -o $(AGENTS)/$$a.wasm ./examples/$$a || exit 1; \
 	done
 	@echo "agent reactor"
-	@GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $(AGENTS)/reactor.wasm ./examples/reactor
+	@GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 $(GO) build -trimpath -buildmode=c-shared -o $(AGENTS)/reactor.wasm ./examples/reactor
 
 # Start fabricd on its defaults with the example agents registered.
 run: build agents
