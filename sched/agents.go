@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/chimera-fabric/fabric/executor"
 	"github.com/chimera-fabric/fabric/protocol"
@@ -88,12 +89,14 @@ func (s *Scheduler) RegisterAgent(ctx context.Context, p *protocol.RegisterParam
 		}
 	}
 
+	began := time.Now()
 	mod, err := s.eng.Compile(ctx, executor.ModuleSpec{
 		Name: p.Name, Wasm: p.Wasm, ABI: p.ABI, Entry: p.Entry, Capabilities: caps,
 	})
 	if err != nil {
 		return protocol.Agent{}, err
 	}
+	s.cfg.Metrics.Compiled(time.Since(began))
 	a := protocol.Agent{
 		Name:         p.Name,
 		Digest:       digest,

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/chimera-fabric/fabric/executor"
+	"github.com/chimera-fabric/fabric/internal/metrics"
 	"github.com/chimera-fabric/fabric/protocol"
 	"github.com/chimera-fabric/fabric/store"
 )
@@ -54,6 +55,7 @@ type Config struct {
 	ProgressInterval time.Duration
 	Retention        Retention
 	Logger           zerolog.Logger
+	Metrics          *metrics.Metrics // nil records nothing
 	Version          string
 	// Now is the clock; nil means time.Now. Tests inject one.
 	Now func() time.Time

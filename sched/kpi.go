@@ -180,16 +180,37 @@ func (a *agentStats) snapshot() protocol.AgentStats {
 	return s
 }
 
+// QueueDepth counts queued and retrying tasks by priority.
+func (s *Scheduler) QueueDepth() map[string]int {
+	d := make(map[string]int, len(protocol.Priorities))
+	for _, p := range protocol.Priorities {
+		d[p.String()] = int(s.depth[p].Load())
+	}
+	return d
+}
+
+// Running counts the tasks running now.
+func (s *Scheduler) Running() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.run)
+}
+
+// Workers is the size of the worker pool.
+func (s *Scheduler) Workers() int { return s.cfg.Workers }
+
+// Ready reports whether the scheduler takes new tasks.
+func (s *Scheduler) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state == stateRunning
+}
+
 // KPI reports the fabric's figures over the sliding window.
 func (s *Scheduler) KPI(ctx context.Context) protocol.KPIReport {
 	r := s.kpi.report(s.now())
-	r.QueueDepth = make(map[string]int, len(protocol.Priorities))
-	for _, p := range protocol.Priorities {
-		r.QueueDepth[p.String()] = int(s.depth[p].Load())
-	}
-	s.mu.Lock()
-	r.Running = len(s.run)
-	s.mu.Unlock()
+	r.QueueDepth = s.QueueDepth()
+	r.Running = s.Running()
 	r.Workers = s.cfg.Workers
 	r.Agents, _ = s.AgentStats(ctx, "")
 	return r

@@ -59,6 +59,7 @@ func (s *Scheduler) Submit(ctx context.Context, p *protocol.SubmitParams, sink S
 	}
 	s.depth[t.Priority].Add(1)
 	s.kpi.submitted(s.now())
+	s.cfg.Metrics.TaskSubmitted(t.Priority.String(), t.Agent)
 	s.publish(ev)
 	s.poke()
 	return protocol.SubmitResult{TaskID: stored.TaskID, State: stored.State, Created: true}, sub, nil

@@ -112,7 +112,15 @@ func (s *Scheduler) runTask(ctx context.Context, t store.TaskRecord) {
 		inv.Fuel = *t.Quota.Fuel
 	}
 	log.Debug().Msg("task started")
+	if t.Attempt == 1 && t.StartedAt != nil {
+		s.cfg.Metrics.QueueWait(t.Priority.String(), t.StartedAt.Sub(t.CreatedAt))
+	}
 	out := s.invoke(runCtx, e.mod, inv)
+	code := ""
+	if out.Err != nil {
+		code = out.Err.Code
+	}
+	s.cfg.Metrics.Attempt(t.Agent, code, out.Duration)
 
 	s.mu.Lock()
 	delete(s.run, t.TaskID)
@@ -245,6 +253,7 @@ func (s *Scheduler) finished(t *store.TaskRecord, out *executor.Outcome) {
 	if !t.State.Terminal() {
 		return
 	}
+	s.cfg.Metrics.TaskFinished(t.Priority.String(), t.Agent, string(t.State))
 	var custom map[string]float64
 	if t.Result != nil {
 		custom = t.Result.KPIs
