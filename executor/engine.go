@@ -26,6 +26,13 @@ type Engine interface {
 	Close(ctx context.Context) error
 }
 
+// Meterer is implemented by an engine that knows whether it can meter fuel.
+// A scheduler refuses quota.fuel (and an agent's fuel limit) on an engine
+// that does not implement it or whose Metering is false.
+type Meterer interface {
+	Metering() bool
+}
+
 // ModuleSpec describes a module to compile.
 type ModuleSpec struct {
 	Name         string
@@ -46,7 +53,9 @@ type Module interface {
 	Close(ctx context.Context) error
 }
 
-// Invocation is one task's run.
+// Invocation is one task's run. A zero limit means none (MemoryLimitBytes:
+// the engine's ceiling), so a scheduler must set every limit it means to
+// enforce.
 type Invocation struct {
 	TaskID string
 	Input  []byte
@@ -57,7 +66,9 @@ type Invocation struct {
 	MemoryLimitBytes uint64 // linear memory cap; growing past it is CodeMemoryLimit
 	OutputLimitBytes int64  // past it: CodeOutputLimit
 	LogLimitBytes    int64  // logs past it are dropped, and LogsTruncated is set
-	Fuel             uint64 // 0: unmetered
+	// Fuel caps the instructions run, on an engine whose Metering is true;
+	// 0 is unmetered. An engine that cannot meter fails a run that sets it.
+	Fuel uint64
 	// Seed seeds the deterministic random source of agents without the
 	// random capability.
 	Seed int64

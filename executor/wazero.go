@@ -1,0 +1,414 @@
+package executor
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/rs/zerolog"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/chimera-fabric/fabric/executor/internal/instrument"
+	"github.com/chimera-fabric/fabric/protocol"
+)
+
+// WazeroOptions configures the wazero engine. Zero fields take the defaults
+// noted on them.
+type WazeroOptions struct {
+	// CacheDir is a directory for wazero's compilation cache, so a restarted
+	// server does not compile its agents again; "" caches nothing on disk.
+	CacheDir string
+	// MaxMemoryBytes is the server's ceiling of a task's linear memory: a
+	// module declaring more initial memory is refused at Compile, and no task
+	// grows past it whatever its quota. Default 1 GiB; at most 4 GiB (the
+	// whole wasm32 address space); rounded down to 64 KiB pages.
+	MaxMemoryBytes uint64
+	// MaxModuleBytes is the largest module Compile accepts (larger ones are
+	// protocol.ErrLimit). Default 64 MiB.
+	MaxModuleBytes int64
+	// Logger receives the engine's own events (refused modules at debug,
+	// host-function panics at error). The zero Logger logs nothing.
+	Logger zerolog.Logger
+}
+
+// Defaults of WazeroOptions.
+const (
+	DefaultMaxMemoryBytes = 1 << 30
+	DefaultMaxModuleBytes = 64 << 20
+	maxWasm32Memory       = 1 << 32
+)
+
+// Validate checks o and fills its defaults.
+func (o *WazeroOptions) Validate() error {
+	if o.MaxMemoryBytes == 0 {
+		o.MaxMemoryBytes = DefaultMaxMemoryBytes
+	}
+	if o.MaxMemoryBytes > maxWasm32Memory {
+		return fmt.Errorf("MaxMemoryBytes: want at most %d (4 GiB); got %d", uint64(maxWasm32Memory), o.MaxMemoryBytes)
+	}
+	o.MaxMemoryBytes = o.MaxMemoryBytes / WasmPageSize * WasmPageSize
+	if o.MaxMemoryBytes == 0 {
+		return fmt.Errorf("MaxMemoryBytes: want at least one page (%d bytes)", WasmPageSize)
+	}
+	if o.MaxModuleBytes == 0 {
+		o.MaxModuleBytes = DefaultMaxModuleBytes
+	}
+	if o.MaxModuleBytes < 0 {
+		return fmt.Errorf("MaxModuleBytes: want a positive size; got %d", o.MaxModuleBytes)
+	}
+	return nil
+}
+
+// Wazero is the default Engine, built on wazero (pure Go, no cgo) with its
+// optimizing compiler. A module is compiled once by Compile; every Run
+// instantiates it afresh, so no two runs share any state.
+//
+// The sandbox it gives a guest (GUEST_ABI.md):
+//   - imports: the fabric functions and wazero's wasi_snapshot_preview1, with
+//     no preopened directory, no environment variables, no sockets and one
+//     argument (argv[0], the agent's name); stdin is the task's input;
+//     stdout is the output of a wasi-command (and log lines for fabric-v1);
+//     each stderr line is an info log line.
+//   - clock: without the clock capability a fake clock (see FakeWallEpoch);
+//     with it the host's wall and monotonic clocks and real sleeps, which a
+//     timeout or cancel interrupts.
+//   - random: without the random capability a SeededRand seeded with
+//     Invocation.Seed; with it crypto/rand.
+//   - memory: each run's linear memory is a fresh mmap reservation of the
+//     task's quota, committed as the guest grows; a grow past the quota fails
+//     (memory.grow returns -1) and makes a failing run memory_limit.
+//   - time: Compile instruments the module (package instrument) with a
+//     check of a stop flag at every function entry and loop header; a
+//     timeout, a cancelled ctx or Close sets the flag, so any runaway guest,
+//     looping or recursing, traps within one iteration or call.
+//   - stack: wazero's call stack is capped (tens of MB); unbounded recursion
+//     traps with a "call stack exhausted" message.
+//
+// ResourceUsage, as measured:
+//   - cpu_seconds: the CPU time of the OS thread that ran the guest, read
+//     with CLOCK_THREAD_CPUTIME_ID before and after the run while the
+//     goroutine is locked to that thread. It covers instantiation, the
+//     guest's code and the host functions it called (and any Go runtime work,
+//     such as GC assists, done on that thread meanwhile). Linux only; 0
+//     elsewhere.
+//   - memory_peak_mb: the high-water mark of the linear memory, in MiB.
+//   - network_tx_bytes, network_rx_bytes, disk_io_ops: 0, and truly so: the
+//     guest has no socket and no file to do I/O on.
+//   - gpu_utilization: nil (no GPU).
+//   - fuel_consumed: nil; wazero does not meter instructions (Metering is
+//     false) and a Run with Invocation.Fuel set fails as internal.
+type Wazero struct {
+	opts  WazeroOptions
+	log   zerolog.Logger
+	rt    wazero.Runtime
+	cache wazero.CompilationCache
+	wasi  map[string]Signature
+
+	// closing is cancelled by Close, stopping every running guest.
+	closing  context.Context
+	stopRuns context.CancelFunc
+
+	mu            sync.Mutex
+	closed        bool
+	active        int           // Compile and Run calls in progress
+	idle          chan struct{} // closed once closed and active == 0
+	runtimeClosed bool
+	closeErr      error
+}
+
+var _ Engine = (*Wazero)(nil)
+
+// NewWazero starts a wazero engine.
+func NewWazero(opts WazeroOptions) (*Wazero, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("wazero engine: %w", err)
+	}
+	ctx := context.Background()
+	// Not WithCloseOnContextDone: see instrument's package documentation.
+	cfg := wazero.NewRuntimeConfigCompiler()
+	e := &Wazero{opts: opts, log: opts.Logger}
+	if opts.CacheDir != "" {
+		cache, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("wazero engine: compilation cache in %q: %w", opts.CacheDir, err)
+		}
+		e.cache = cache
+		cfg = cfg.WithCompilationCache(cache)
+	}
+	e.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, e.rt); err != nil {
+		e.closeRuntime(ctx)
+		return nil, fmt.Errorf("wazero engine: instantiating %s: %w", WASIModule, err)
+	}
+	e.wasi = make(map[string]Signature)
+	for name, def := range e.rt.Module(WASIModule).ExportedFunctionDefinitions() {
+		e.wasi[name] = Signature{Params: valTypes(def.ParamTypes()), Results: valTypes(def.ResultTypes())}
+	}
+	if err := e.instantiateFabric(ctx); err != nil {
+		e.closeRuntime(ctx)
+		return nil, fmt.Errorf("wazero engine: instantiating %s: %w", FabricModule, err)
+	}
+	e.closing, e.stopRuns = context.WithCancel(context.Background())
+	return e, nil
+}
+
+func valTypes(ts []api.ValueType) []ValType {
+	out := make([]ValType, len(ts))
+	for i, t := range ts {
+		out[i] = ValType(t)
+	}
+	return out
+}
+
+// Name implements Engine.
+func (e *Wazero) Name() string { return "wazero" }
+
+// Metering reports whether the engine can meter fuel: wazero cannot, so a
+// scheduler must refuse quota.fuel (and an agent's fuel limit) up front.
+func (e *Wazero) Metering() bool { return false }
+
+// MaxMemoryBytes is the engine's ceiling of a task's linear memory.
+func (e *Wazero) MaxMemoryBytes() uint64 { return e.opts.MaxMemoryBytes }
+
+// enter counts a Compile or Run in; it fails once Close has begun.
+func (e *Wazero) enter() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.active++
+	return true
+}
+
+func (e *Wazero) leave() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.active--
+	if e.closed && e.active == 0 && e.idle != nil {
+		close(e.idle)
+		e.idle = nil
+	}
+}
+
+func (e *Wazero) isClosing() bool { return e.closing.Err() != nil }
+
+// Compile implements Engine. It refuses, with protocol.ErrInvalidModule, a
+// module that is not WebAssembly or fails wazero's validation, and one that
+// breaks CheckModule's rules; a module over MaxModuleBytes is
+// protocol.ErrLimit.
+func (e *Wazero) Compile(ctx context.Context, spec ModuleSpec) (mod Module, err error) {
+	if !e.enter() {
+		return nil, protocol.Errorf(protocol.ErrShuttingDown, "the wazero engine is closed")
+	}
+	defer e.leave()
+	defer func() {
+		if err != nil {
+			e.log.Debug().Str("agent", spec.Name).Err(err).Msg("module refused")
+		}
+	}()
+
+	if len(spec.Wasm) == 0 {
+		return nil, protocol.Errorf(protocol.ErrInvalidModule, "the module is empty")
+	}
+	if int64(len(spec.Wasm)) > e.opts.MaxModuleBytes {
+		return nil, protocol.Errorf(protocol.ErrLimit, "the module is %d bytes; the server's limit is %d",
+			len(spec.Wasm), e.opts.MaxModuleBytes)
+	}
+	clock, random := false, false
+	for _, c := range spec.Capabilities {
+		switch c {
+		case protocol.CapClock:
+			clock = true
+		case protocol.CapRandom:
+			random = true
+		default:
+			return nil, protocol.Errorf(protocol.ErrInvalidParams, "capabilities: want %q or %q; got %q",
+				protocol.CapClock, protocol.CapRandom, c)
+		}
+	}
+
+	// The inspection's verdict comes first when it refuses on the ABI's
+	// grounds; a malformed binary gets wazero's (more precise) validation
+	// message, and the inspection's only if wazero accepted it.
+	info, inspectErr := InspectModule(spec.Wasm)
+	var checked CheckedModule
+	if inspectErr == nil {
+		if checked, err = CheckModule(info, spec, e.wasi, e.opts.MaxMemoryBytes); err != nil {
+			return nil, err
+		}
+	}
+	inst, instErr := instrument.Interrupts(spec.Wasm)
+	if inspectErr != nil || instErr != nil {
+		// Let wazero's validation name the problem; if it accepts the
+		// module, refuse it for our reader's reason.
+		if compiled, err := e.compile(ctx, spec.Wasm); err != nil {
+			return nil, err
+		} else {
+			_ = compiled.Close(ctx)
+		}
+		if inspectErr != nil {
+			return nil, inspectError(inspectErr)
+		}
+		return nil, protocol.Errorf(protocol.ErrInvalidModule, "instrumenting the module: %v", instErr)
+	}
+	compiled, err := e.compile(ctx, inst.Wasm)
+	if err != nil {
+		return nil, err
+	}
+
+	m := &wazeroModule{
+		e:             e,
+		compiled:      compiled,
+		abi:           checked.ABI,
+		entry:         checked.Entry,
+		initialize:    checked.Initialize,
+		start:         inst.HasStart,
+		initialMemory: checked.InitialMemoryBytes,
+		clock:         clock,
+		random:        random,
+	}
+	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions()
+	if spec.Name != "" {
+		cfg = cfg.WithArgs(spec.Name)
+	}
+	if clock {
+		cfg = cfg.WithSysWalltime().WithSysNanotime()
+	}
+	if random {
+		cfg = cfg.WithRandSource(rand.Reader)
+	}
+	m.cfg = cfg
+	return m, nil
+}
+
+// compile runs wazero's compiler, turning its failures, even a panic, into
+// ErrInvalidModule.
+func (e *Wazero) compile(ctx context.Context, wasm []byte) (c wazero.CompiledModule, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c, err = nil, protocol.Errorf(protocol.ErrInvalidModule, "the compiler failed on the module: %v", p)
+		}
+	}()
+	c, err = e.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, protocol.Errorf(protocol.ErrInvalidModule, "%v", err)
+	}
+	return c, nil
+}
+
+// Close implements Engine: it stops every running guest (their outcome is
+// internal: the engine closed under them), waits for them and for any
+// Compile in progress, then releases every compiled module. If ctx ends
+// first it returns ctx's error and leaves the runtime open (a guest may still
+// be executing its code); Close may be called again.
+func (e *Wazero) Close(ctx context.Context) error {
+	e.mu.Lock()
+	if !e.closed {
+		e.closed = true
+		e.idle = make(chan struct{})
+		if e.active == 0 {
+			close(e.idle)
+			e.idle = nil
+		}
+	}
+	idle := e.idle
+	e.mu.Unlock()
+	e.stopRuns()
+	if idle != nil {
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return fmt.Errorf("wazero engine: closing while runs are active: %w", ctx.Err())
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.runtimeClosed {
+		e.closeErr = e.closeRuntime(ctx)
+	}
+	return e.closeErr
+}
+
+// closeRuntime closes the runtime and the cache; call it with e.mu held or
+// before e is shared.
+func (e *Wazero) closeRuntime(ctx context.Context) error {
+	e.runtimeClosed = true
+	err := e.rt.Close(ctx)
+	if e.cache != nil {
+		err = errors.Join(err, e.cache.Close(ctx))
+	}
+	return err
+}
+
+// wazeroModule is a compiled module.
+type wazeroModule struct {
+	e             *Wazero
+	compiled      wazero.CompiledModule
+	cfg           wazero.ModuleConfig // the base of every run's config
+	abi, entry    string
+	initialize    bool
+	start         bool // the module's start function is exported as instrument.StartExport
+	initialMemory uint64
+	clock, random bool
+
+	mu       sync.Mutex
+	closed   bool
+	active   int
+	released bool
+}
+
+func (m *wazeroModule) ABI() string   { return m.abi }
+func (m *wazeroModule) Entry() string { return m.entry }
+
+func (m *wazeroModule) enter() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.active++
+	return true
+}
+
+func (m *wazeroModule) leave() {
+	m.mu.Lock()
+	m.active--
+	last := m.closed && m.active == 0
+	m.mu.Unlock()
+	if last {
+		m.release(context.Background())
+	}
+}
+
+// Close implements Module. Runs already started finish first; the compiled
+// code is released when the last of them ends. Later runs fail with
+// agent_missing.
+func (m *wazeroModule) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	idle := m.active == 0
+	m.mu.Unlock()
+	if idle {
+		return m.release(ctx)
+	}
+	return nil
+}
+
+func (m *wazeroModule) release(ctx context.Context) error {
+	m.e.mu.Lock()
+	defer m.e.mu.Unlock()
+	if m.released || m.e.runtimeClosed { // the runtime released it already
+		return nil
+	}
+	m.released = true
+	return m.compiled.Close(ctx)
+}

@@ -1,0 +1,348 @@
+package executor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/chimera-fabric/fabric/executor/internal/instrument"
+	"github.com/chimera-fabric/fabric/protocol"
+)
+
+// runKey is the context key of the wazeroRun that fabric host functions act on.
+type runKey struct{}
+
+// errStopGuest is panicked out of a host call to stop the guest at once; the
+// reason is already recorded in the run's RunState.
+var errStopGuest = errors.New("guest stopped by the host")
+
+// wazeroRun is one task's run.
+type wazeroRun struct {
+	RunState
+	module    *wazeroModule
+	callerCtx context.Context // Run's ctx
+	ctx       context.Context // the run's context: done on timeout, cancel or engine close
+	// interrupted is set when the run's context ended and the guest's stop
+	// flag was raised.
+	interrupted atomic.Bool
+	mem         linearMemory
+	rand        SeededRand
+	stdout      stopWriter
+	stderr      stopWriter
+}
+
+// stopWriter stops the guest (by panicking out of WASI's fd_write) once
+// RunState says so.
+type stopWriter struct {
+	r *wazeroRun
+	w io.Writer
+}
+
+func (w *stopWriter) Write(p []byte) (int, error) {
+	w.r.checkInterrupted()
+	n, err := w.w.Write(p)
+	if errors.Is(err, ErrGuestStopped) {
+		panic(errStopGuest)
+	}
+	return n, err
+}
+
+// checkInterrupted stops the guest at a host call once its run's context
+// has ended.
+func (r *wazeroRun) checkInterrupted() {
+	if r.interrupted.Load() {
+		r.Stop(r.module.interrupted(r.callerCtx, r))
+		panic(errStopGuest)
+	}
+}
+
+// nanosleep is the real sleep of agents with the clock capability; it ends
+// early when the run's context is done, so a sleeping guest can be stopped.
+func (r *wazeroRun) nanosleep(ns int64) {
+	if ns <= 0 {
+		return
+	}
+	t := time.NewTimer(time.Duration(ns))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.ctx.Done():
+		r.interrupted.Store(true)
+	}
+}
+
+// recoverHost ends a fabric host call that panicked: a Go panic becomes the
+// task's internal error; either way the guest is stopped.
+func (r *wazeroRun) recoverHost(fn string) {
+	if p := recover(); p != nil {
+		if p != errStopGuest {
+			r.Panicked(fn, p)
+		}
+		panic(errStopGuest)
+	}
+}
+
+// memoryOf is the calling guest's whole linear memory (nil when it has none).
+func memoryOf(mod api.Module) []byte {
+	m := mod.Memory()
+	if m == nil {
+		return nil
+	}
+	b, _ := m.Read(0, m.Size())
+	return b
+}
+
+type fabricImpl func(r *wazeroRun, mod api.Module, stack []uint64) *protocol.TaskError
+
+var fabricImpls = map[string]fabricImpl{
+	"input_len": func(r *wazeroRun, _ api.Module, stack []uint64) *protocol.TaskError {
+		stack[0] = api.EncodeI32(r.InputLen())
+		return nil
+	},
+	"input_read": func(r *wazeroRun, mod api.Module, stack []uint64) *protocol.TaskError {
+		return r.InputRead(memoryOf(mod), api.DecodeU32(stack[0]))
+	},
+	"output_write": func(r *wazeroRun, mod api.Module, stack []uint64) *protocol.TaskError {
+		return r.OutputWrite(memoryOf(mod), api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	},
+	"error_write": func(r *wazeroRun, mod api.Module, stack []uint64) *protocol.TaskError {
+		return r.ErrorWrite(memoryOf(mod), api.DecodeU32(stack[0]), api.DecodeU32(stack[1]))
+	},
+	"log": func(r *wazeroRun, mod api.Module, stack []uint64) *protocol.TaskError {
+		return r.Log(memoryOf(mod), api.DecodeI32(stack[0]), api.DecodeU32(stack[1]), api.DecodeU32(stack[2]))
+	},
+	"progress": func(r *wazeroRun, _ api.Module, stack []uint64) *protocol.TaskError {
+		r.Progress(api.DecodeI32(stack[0]))
+		return nil
+	},
+	"kpi": func(r *wazeroRun, mod api.Module, stack []uint64) *protocol.TaskError {
+		return r.KPI(memoryOf(mod), api.DecodeU32(stack[0]), api.DecodeU32(stack[1]), api.DecodeF64(stack[2]))
+	},
+}
+
+// instantiateFabric instantiates the fabric host module, once per engine;
+// its functions find their run in the call's context.
+func (e *Wazero) instantiateFabric(ctx context.Context) error {
+	b := e.rt.NewHostModuleBuilder(FabricModule)
+	for _, f := range FabricFunctions {
+		impl, ok := fabricImpls[f.Name]
+		if !ok {
+			return fmt.Errorf("no implementation of %s.%s", FabricModule, f.Name)
+		}
+		qualified := FabricModule + "." + f.Name
+		fn := api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+			r, ok := ctx.Value(runKey{}).(*wazeroRun)
+			if !ok {
+				panic(fmt.Sprintf("%s called outside a task's run", qualified))
+			}
+			defer r.recoverHost(qualified)
+			r.checkInterrupted()
+			if err := impl(r, mod, stack); err != nil {
+				panic(errStopGuest)
+			}
+		})
+		b.NewFunctionBuilder().
+			WithGoModuleFunction(fn, apiTypes(f.Type.Params), apiTypes(f.Type.Results)).
+			Export(f.Name)
+	}
+	_, err := b.Instantiate(ctx)
+	return err
+}
+
+func apiTypes(ts []ValType) []api.ValueType {
+	out := make([]api.ValueType, len(ts))
+	for i, t := range ts {
+		out[i] = api.ValueType(t)
+	}
+	return out
+}
+
+// memoryLimit is a task's linear memory cap: its quota, within the server's
+// ceiling, in whole pages. A zero quota means the ceiling.
+func (e *Wazero) memoryLimit(quota uint64) uint64 {
+	lim := e.opts.MaxMemoryBytes
+	if quota > 0 && quota < lim {
+		lim = quota
+	}
+	return lim / WasmPageSize * WasmPageSize
+}
+
+// Run implements Module.
+func (m *wazeroModule) Run(ctx context.Context, inv Invocation) (out Outcome) {
+	start := time.Now()
+	r := &wazeroRun{}
+	r.Init(&inv, m.abi, m.entry)
+	defer func() {
+		// Our own bug on the task's path: the task fails, the server goes on.
+		if p := recover(); p != nil {
+			err := protocol.NewTaskError(protocol.CodeInternal, "wazero engine panicked: %v\n%s", p, debug.Stack())
+			m.e.log.Error().Str("task_id", inv.TaskID).Str("panic", fmt.Sprint(p)).Msg("run panicked")
+			out = r.Outcome(End{Err: err, Duration: time.Since(start)})
+		}
+	}()
+
+	if !m.e.enter() {
+		return r.Outcome(End{Err: protocol.NewTaskError(protocol.CodeInternal, "the wazero engine is closed")})
+	}
+	defer m.e.leave()
+	if !m.enter() {
+		return r.Outcome(End{Err: protocol.NewTaskError(protocol.CodeAgentMissing,
+			"the agent's module was closed (unregistered or replaced)")})
+	}
+	defer m.leave()
+	if inv.Fuel > 0 {
+		return r.Outcome(End{Err: protocol.NewTaskError(protocol.CodeInternal,
+			"fuel metering is not available in the wazero engine; the task asked for %d fuel", inv.Fuel)})
+	}
+	limit := m.e.memoryLimit(inv.MemoryLimitBytes)
+	if m.initialMemory > limit {
+		return r.Outcome(End{Err: protocol.NewTaskError(protocol.CodeMemoryLimit,
+			"the module declares %s of initial linear memory; the task's quota is %s",
+			formatBytes(m.initialMemory), formatBytes(limit))})
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	if inv.Timeout > 0 {
+		runCtx, cancel = context.WithTimeout(ctx, inv.Timeout)
+	}
+	defer cancel()
+	defer context.AfterFunc(m.e.closing, cancel)()
+	r.module, r.callerCtx, r.ctx = m, ctx, runCtx
+	r.mem.limit = limit
+	defer r.mem.release()
+	r.rand.Seed(inv.Seed)
+	r.stdout = stopWriter{r, r.Stdout()}
+	r.stderr = stopWriter{r, r.Stderr()}
+
+	cfg := m.cfg.WithStdin(bytes.NewReader(inv.Input)).WithStdout(&r.stdout).WithStderr(&r.stderr)
+	if !m.random {
+		cfg = cfg.WithRandSource(&r.rand)
+	}
+	if m.clock {
+		cfg = cfg.WithNanosleep(r.nanosleep)
+	}
+	hctx := context.WithValue(experimental.WithMemoryAllocator(runCtx, &r.mem), runKey{}, r)
+
+	// The run keeps its OS thread so that the thread's CPU clock measures it.
+	runtime.LockOSThread()
+	cpu0 := threadCPUTime()
+	end := m.call(ctx, hctx, cfg, r)
+	cpu1 := threadCPUTime()
+	runtime.UnlockOSThread()
+
+	end.Usage = protocol.ResourceUsage{
+		CPUSeconds:   (cpu1 - cpu0).Seconds(),
+		MemoryPeakMB: float64(r.mem.peak) / (1 << 20),
+	}
+	end.MemoryRefused = r.mem.refused
+	end.MemoryLimitBytes = limit
+	if r.mem.failed != nil && end.Err == nil && r.Stopped() == nil {
+		end.Err = protocol.NewTaskError(protocol.CodeInternal, "linear memory: %v", r.mem.failed)
+	}
+	end.Duration = time.Since(start)
+	return r.Outcome(end)
+}
+
+// call instantiates the module and runs its entry (after _initialize for a
+// fabric-v1 reactor); the instance is closed before it returns.
+func (m *wazeroModule) call(ctx, hctx context.Context, cfg wazero.ModuleConfig, r *wazeroRun) End {
+	if r.ctx.Err() != nil {
+		return End{Err: m.interrupted(ctx, r)}
+	}
+	mod, err := m.e.rt.InstantiateModule(hctx, m.compiled, cfg)
+	if err != nil {
+		return End{Err: m.classify(ctx, r, err, "instantiating the module: ")}
+	}
+	defer mod.Close(context.Background())
+	stopFlag, ok := mod.ExportedGlobal(instrument.StopGlobal).(api.MutableGlobal)
+	if !ok {
+		return End{Err: protocol.NewTaskError(protocol.CodeInternal, "the instrumented module has no %s global", instrument.StopGlobal)}
+	}
+	defer context.AfterFunc(r.ctx, func() {
+		r.interrupted.Store(true)
+		stopFlag.Set(1)
+	})()
+	if m.start {
+		if _, err := mod.ExportedFunction(instrument.StartExport).Call(hctx); err != nil {
+			return End{Err: m.classify(ctx, r, err, "start function: ")}
+		}
+	}
+	if m.initialize {
+		if _, err := mod.ExportedFunction(InitializeExport).Call(hctx); err != nil {
+			return End{Err: m.classify(ctx, r, err, InitializeExport+": ")}
+		}
+	}
+	res, err := mod.ExportedFunction(m.entry).Call(hctx)
+	if err != nil {
+		return End{Err: m.classify(ctx, r, err, "")}
+	}
+	if r.ctx.Err() != nil {
+		// It ended after it was told to stop (say, out of a sleep that the
+		// timeout cut short): it did not finish in time.
+		return End{Err: m.interrupted(ctx, r)}
+	}
+	if m.abi == protocol.ABIFabricV1 && len(res) == 1 {
+		return End{Returned: true, Return: api.DecodeI32(res[0])}
+	}
+	return End{}
+}
+
+// classify turns the error of a guest call into the task's error, or nil
+// for a guest that exited with status 0. ctx is the caller's context.
+func (m *wazeroModule) classify(ctx context.Context, r *wazeroRun, err error, where string) *protocol.TaskError {
+	if r.Stopped() != nil {
+		return nil // the host stopped it; RunState has the reason
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		if exit.ExitCode() == 0 {
+			return nil
+		}
+		return r.ExitStatus(exit.ExitCode())
+	}
+	msg := err.Error()
+	switch {
+	case r.interrupted.Load() && strings.HasPrefix(msg, "wasm error: unreachable"):
+		return m.interrupted(ctx, r) // the instrumented stop check trapped
+	case msg == "stack overflow" || strings.HasPrefix(msg, "wasm error: stack overflow"):
+		return protocol.NewTaskError(protocol.CodeTrap,
+			"%scall stack exhausted (stack overflow): the guest recursed too deeply\n%s", where, msg)
+	case strings.HasPrefix(msg, "wasm error: "):
+		return protocol.NewTaskError(protocol.CodeTrap, "%s%s", where, msg)
+	case errors.Is(err, errStopGuest):
+		// Stopped by a writer without a recorded reason: cannot happen, but
+		// never report a stop as success.
+		return protocol.NewTaskError(protocol.CodeInternal, "%sguest stopped without a reason: %v", where, err)
+	case strings.HasPrefix(where, "instantiating"):
+		// Instantiation fails on the module's own terms, such as a data
+		// segment outside its memory: the guest's failure, a trap.
+		return protocol.NewTaskError(protocol.CodeTrap, "%s%s", where, msg)
+	}
+	return protocol.NewTaskError(protocol.CodeInternal, "%s%s", where, msg)
+}
+
+// interrupted says why a run's context ended: the caller cancelled (or its
+// context expired), the engine is closing, or the task's timeout passed.
+func (m *wazeroModule) interrupted(ctx context.Context, r *wazeroRun) *protocol.TaskError {
+	switch {
+	case ctx.Err() != nil:
+		return protocol.NewTaskError(protocol.CodeCancelled, "the task was cancelled while it ran")
+	case m.e.isClosing():
+		return protocol.NewTaskError(protocol.CodeInternal, "the wazero engine closed while the task ran")
+	case errors.Is(r.ctx.Err(), context.DeadlineExceeded):
+		return protocol.NewTaskError(protocol.CodeTimeout, "the task ran past its timeout of %s", r.inv.Timeout)
+	}
+	return protocol.NewTaskError(protocol.CodeCancelled, "the run was stopped: %v", r.ctx.Err())
+}
