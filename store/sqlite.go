@@ -95,7 +95,7 @@ type SQLite struct {
 	life   sync.RWMutex // read-held by every call, held by Close
 	closed bool
 
-	getTask, getAgent, listAgents, waiting *sql.Stmt
+	getTask, getInput, getAgent, listAgents, waiting *sql.Stmt
 }
 
 var _ Store = (*SQLite)(nil)
@@ -160,10 +160,11 @@ func OpenSQLite(ctx context.Context, dir string, opts Options) (_ *SQLite, err e
 		dst **sql.Stmt
 		q   string
 	}{
-		{&s.getTask, `SELECT ` + taskCols + ` FROM tasks WHERE task_id = ?`},
+		{&s.getTask, selectTasks + ` WHERE tasks.task_id = ?`},
+		{&s.getInput, `SELECT input FROM task_inputs WHERE queue_seq = ?`},
 		{&s.getAgent, `SELECT name, digest, abi, entry, size, capabilities, limits, registered_at, module FROM agents WHERE name = ?`},
 		{&s.listAgents, `SELECT name, digest, abi, entry, size, capabilities, limits, registered_at, module FROM agents ORDER BY name`},
-		{&s.waiting, `SELECT ` + taskCols + ` FROM tasks WHERE agent = ? AND state IN ('queued', 'retrying') ORDER BY queue_seq`},
+		{&s.waiting, selectTasks + ` WHERE tasks.agent = ? AND tasks.state IN ('queued', 'retrying') ORDER BY tasks.queue_seq`},
 	} {
 		if *p.dst, err = s.rdb.PrepareContext(ctx, p.q); err != nil {
 			return nil, fmt.Errorf("store: preparing %q: %w", p.q, err)
@@ -229,7 +230,7 @@ func (s *SQLite) release() error {
 		s.w.stop()
 		errs = append(errs, s.w.conn.Close())
 	}
-	for _, st := range []*sql.Stmt{s.getTask, s.getAgent, s.listAgents, s.waiting} {
+	for _, st := range []*sql.Stmt{s.getTask, s.getInput, s.getAgent, s.listAgents, s.waiting} {
 		if st != nil {
 			st.Close()
 		}
@@ -258,6 +259,17 @@ func (s *SQLite) Close() error {
 	return s.release()
 }
 
+// WriteStats count the writer's work since Open.
+type WriteStats struct {
+	Commits int64 // transactions committed
+	Writes  int64 // writes they held: Writes/Commits is the group commit's batch size
+}
+
+// WriteStats returns the writer's counters.
+func (s *SQLite) WriteStats() WriteStats {
+	return WriteStats{Commits: s.w.commits.Load(), Writes: s.w.writes.Load()}
+}
+
 // enter starts a call; the caller must call s.life.RUnlock when done.
 func (s *SQLite) enter() error {
 	s.life.RLock()
@@ -276,6 +288,11 @@ func (s *SQLite) write(ctx context.Context, fn func(w *writer) error) error {
 		return err
 	}
 	defer s.life.RUnlock()
+	return s.send(ctx, fn)
+}
+
+// send is write for a caller that has entered already.
+func (s *SQLite) send(ctx context.Context, fn func(w *writer) error) error {
 	o := opPool.Get().(*writeOp)
 	o.ctx, o.run, o.err = ctx, fn, nil
 	select {
@@ -290,6 +307,20 @@ func (s *SQLite) write(ctx context.Context, fn func(w *writer) error) error {
 	o.ctx, o.run, o.err = nil, nil, nil
 	opPool.Put(o)
 	return err
+}
+
+// withInput decodes a row read without its input and adds the input, which
+// never changes once written, from the read pool. The caller has entered.
+func (s *SQLite) withInput(ctx context.Context, r *taskRow) (TaskRecord, error) {
+	t, err := r.decode()
+	if err != nil {
+		return t, err
+	}
+	err = s.getInput.QueryRowContext(ctx, r.queueSeq).Scan(&t.Input)
+	if err != nil && err != sql.ErrNoRows {
+		return t, fmt.Errorf("store: reading the input of task %s: %w", t.TaskID, err)
+	}
+	return t, nil
 }
 
 func (s *SQLite) PutAgent(ctx context.Context, a AgentRecord) error {
@@ -309,7 +340,7 @@ func (s *SQLite) PutAgent(ctx context.Context, a AgentRecord) error {
 		module = []byte{}
 	}
 	return s.write(ctx, func(w *writer) error {
-		_, err := w.stmts.putAgent.Exec(a.Name, a.Digest, a.ABI, a.Entry, a.SizeBytes, caps, limits, a.RegisteredAt.UnixNano(), module)
+		_, err := w.stmts.putAgent.Exec(a.Name, a.Digest, a.ABI, a.Entry, a.SizeBytes, caps, limits, toNanos(a.RegisteredAt), module)
 		if err != nil {
 			return fmt.Errorf("store: writing agent %s: %w", a.Name, err)
 		}
@@ -400,8 +431,12 @@ func (s *SQLite) CreateTask(ctx context.Context, t TaskRecord) (TaskRecord, prot
 	if err != nil {
 		return TaskRecord{}, protocol.TaskEvent{}, false, err
 	}
+	if err := s.enter(); err != nil {
+		return TaskRecord{}, protocol.TaskEvent{}, false, err
+	}
+	defer s.life.RUnlock()
 	var found *taskRow
-	err = s.write(ctx, func(w *writer) (err error) {
+	err = s.send(ctx, func(w *writer) (err error) {
 		found, err = w.createTask(&t, args, &ev, payload)
 		return err
 	})
@@ -409,7 +444,7 @@ func (s *SQLite) CreateTask(ctx context.Context, t TaskRecord) (TaskRecord, prot
 		return TaskRecord{}, protocol.TaskEvent{}, false, err
 	}
 	if found != nil {
-		old, err := found.decode()
+		old, err := s.withInput(context.WithoutCancel(ctx), found)
 		return old, protocol.TaskEvent{}, false, err
 	}
 	return t, ev, true, nil
@@ -452,7 +487,7 @@ func (s *SQLite) GetTask(ctx context.Context, id string) (TaskRecord, error) {
 		return TaskRecord{}, err
 	}
 	defer s.life.RUnlock()
-	r, err := scanTask(s.getTask.QueryRowContext(ctx, id))
+	r, err := scanTaskInput(s.getTask.QueryRowContext(ctx, id))
 	if err == sql.ErrNoRows {
 		return TaskRecord{}, taskNotFound(id)
 	}
@@ -470,13 +505,13 @@ func (s *SQLite) ListTasks(ctx context.Context, f TaskFilter) ([]TaskRecord, str
 	var where []string
 	var args []any
 	if q.state != "" {
-		where, args = append(where, "state = ?"), append(args, string(q.state))
+		where, args = append(where, "tasks.state = ?"), append(args, string(q.state))
 	}
 	if q.agent != "" {
-		where, args = append(where, "agent = ?"), append(args, q.agent)
+		where, args = append(where, "tasks.agent = ?"), append(args, q.agent)
 	}
 	if q.before > 0 {
-		where, args = append(where, "queue_seq < ?"), append(args, q.before)
+		where, args = append(where, "tasks.queue_seq < ?"), append(args, q.before)
 	}
 	if q.labelKey != "" {
 		cond := "EXISTS (SELECT 1 FROM json_each(tasks.labels) WHERE key = ?"
@@ -487,11 +522,11 @@ func (s *SQLite) ListTasks(ctx context.Context, f TaskFilter) ([]TaskRecord, str
 		}
 		where = append(where, cond+")")
 	}
-	query := "SELECT " + taskCols + " FROM tasks"
+	query := selectTasks
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
-	query += " ORDER BY queue_seq DESC LIMIT ?"
+	query += " ORDER BY tasks.queue_seq DESC LIMIT ?"
 	args = append(args, q.limit+1) // one more tells whether a next page exists
 
 	if err := s.enter(); err != nil {
@@ -505,7 +540,7 @@ func (s *SQLite) ListTasks(ctx context.Context, f TaskFilter) ([]TaskRecord, str
 	defer rows.Close()
 	var raw []taskRow
 	for rows.Next() {
-		r, err := scanTask(rows)
+		r, err := scanTaskInput(rows)
 		if err != nil {
 			return nil, "", fmt.Errorf("store: listing tasks: %w", err)
 		}
@@ -532,24 +567,25 @@ func (s *SQLite) Claim(ctx context.Context, now time.Time) (TaskRecord, protocol
 	if err := s.enter(); err != nil {
 		return TaskRecord{}, protocol.TaskEvent{}, false, err
 	}
+	defer s.life.RUnlock()
 	s.w.qmu.Lock()
 	runnable := s.w.queue.hasRunnable(now)
 	s.w.qmu.Unlock()
-	s.life.RUnlock()
 	if !runnable {
 		return TaskRecord{}, protocol.TaskEvent{}, false, nil
 	}
 	var row taskRow
 	var ev protocol.TaskEvent
 	var ok bool
-	err := s.write(ctx, func(w *writer) (err error) {
+	err := s.send(ctx, func(w *writer) (err error) {
 		row, ev, ok, err = w.claim(now)
 		return err
 	})
 	if err != nil || !ok {
 		return TaskRecord{}, protocol.TaskEvent{}, false, err
 	}
-	t, err := row.decode()
+	// The claim is committed: the task must reach the caller, whatever ctx.
+	t, err := s.withInput(context.WithoutCancel(ctx), &row)
 	return t, ev, true, err
 }
 
@@ -586,7 +622,7 @@ func (s *SQLite) Waiting(ctx context.Context, agent string) ([]TaskRecord, error
 	defer rows.Close()
 	var out []TaskRecord
 	for rows.Next() {
-		r, err := scanTask(rows)
+		r, err := scanTaskInput(rows)
 		if err != nil {
 			return nil, fmt.Errorf("store: reading waiting tasks: %w", err)
 		}
@@ -603,7 +639,7 @@ func (s *SQLite) Events(ctx context.Context, after int64, f EventFilter, limit i
 	query := "SELECT seq, task_id, agent, payload FROM events WHERE seq > ?"
 	args := []any{after}
 	if len(f.TaskIDs) > 0 {
-		query += " AND task_id IN (?" + strings.Repeat(",?", len(f.TaskIDs)-1) + ")"
+		query += " AND task_seq IN (SELECT queue_seq FROM tasks WHERE task_id IN (?" + strings.Repeat(", ?", len(f.TaskIDs)-1) + "))"
 		for _, id := range f.TaskIDs {
 			args = append(args, id)
 		}
@@ -652,8 +688,12 @@ func (s *SQLite) LastSeq(ctx context.Context) (int64, error) {
 }
 
 func (s *SQLite) Recover(ctx context.Context, now time.Time) ([]TaskRecord, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.life.RUnlock()
 	var rows []taskRow
-	err := s.write(ctx, func(w *writer) (err error) {
+	err := s.send(ctx, func(w *writer) (err error) {
 		rows, _, err = w.recover(now)
 		return err
 	})
@@ -662,7 +702,7 @@ func (s *SQLite) Recover(ctx context.Context, now time.Time) ([]TaskRecord, erro
 	}
 	out := make([]TaskRecord, len(rows))
 	for i := range rows {
-		if out[i], err = rows[i].decode(); err != nil {
+		if out[i], err = s.withInput(context.WithoutCancel(ctx), &rows[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -696,7 +736,7 @@ func (s *SQLite) Prune(ctx context.Context, olderThan time.Time, keep int) (int,
 
 	query := `DELETE FROM tasks WHERE queue_seq IN (SELECT queue_seq FROM tasks
 		WHERE done_at IS NOT NULL AND done_at < ?`
-	args := []any{olderThan.UnixNano()}
+	args := []any{toNanos(olderThan)}
 	if bounded {
 		query += ` AND (done_at, queue_seq) < (?, ?)`
 		args = append(args, keepDone, keepSeq)

@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/chimera-fabric/fabric/protocol"
@@ -15,9 +16,18 @@ import (
 // read as JSONB). Encoding and decoding run on the calling goroutine,
 // so that the single writer spends its time in SQLite only.
 
-const taskCols = `queue_seq, task_id, agent, priority, state, attempt, max_retries, timeout_ms,
-	created_at, started_at, finished_at, next_attempt_at, ready_at, idempotency_key, params_hash,
-	input, input_is_json, backoff, quota, labels, result, error, attempt_errors`
+var taskColNames = []string{"queue_seq", "task_id", "agent", "priority", "state", "attempt", "max_retries", "timeout_ms",
+	"created_at", "started_at", "finished_at", "next_attempt_at", "ready_at", "idempotency_key", "params_hash",
+	"input_is_json", "backoff", "quota", "labels", "result", "error", "attempt_errors"}
+
+var (
+	// taskCols are the tasks row's columns, as scanTask reads them.
+	taskCols = strings.Join(taskColNames, ", ")
+	// selectTasks reads whole records, inputs included (scanTaskInput).
+	selectTasks = "SELECT tasks." + strings.Join(taskColNames, ", tasks.") +
+		", task_inputs.input FROM tasks LEFT JOIN task_inputs ON task_inputs.queue_seq = tasks.queue_seq"
+	insertTaskSQL = "INSERT INTO tasks (" + taskCols + ") VALUES (?" + strings.Repeat(", ?", len(taskColNames)-1) + ")"
+)
 
 // taskRow is a tasks row as scanned, before JSON decoding.
 type taskRow struct {
@@ -39,11 +49,23 @@ type taskRow struct {
 
 type scanner interface{ Scan(dest ...any) error }
 
+func (r *taskRow) dest() []any {
+	return []any{&r.queueSeq, &r.id, &r.agent, &r.prio, &r.state, &r.attempt, &r.maxRetries, &r.timeout,
+		&r.created, &r.started, &r.finished, &r.next, &r.readyAt, &r.key, &r.paramsHash,
+		&r.inputIsJSON, &r.backoff, &r.quota, &r.labels, &r.result, &r.terr, &r.attemptErrs}
+}
+
+// scanTask reads taskCols.
 func scanTask(sc scanner) (taskRow, error) {
 	var r taskRow
-	err := sc.Scan(&r.queueSeq, &r.id, &r.agent, &r.prio, &r.state, &r.attempt, &r.maxRetries, &r.timeout,
-		&r.created, &r.started, &r.finished, &r.next, &r.readyAt, &r.key, &r.paramsHash,
-		&r.input, &r.inputIsJSON, &r.backoff, &r.quota, &r.labels, &r.result, &r.terr, &r.attemptErrs)
+	err := sc.Scan(r.dest()...)
+	return r, err
+}
+
+// scanTaskInput reads selectTasks's columns.
+func scanTaskInput(sc scanner) (taskRow, error) {
+	var r taskRow
+	err := sc.Scan(append(r.dest(), &r.input)...)
 	return r, err
 }
 
@@ -68,9 +90,7 @@ func (r *taskRow) decode() (TaskRecord, error) {
 		ParamsHash:  r.paramsHash,
 		QueueSeq:    r.queueSeq,
 	}
-	if r.readyAt != 0 {
-		t.ReadyAt = fromNanos(r.readyAt)
-	}
+	t.ReadyAt = fromNanos(r.readyAt)
 	for _, f := range []struct {
 		name string
 		b    []byte
@@ -94,7 +114,7 @@ func (r *taskRow) decode() (TaskRecord, error) {
 }
 
 // insertArgs are the values of taskCols for a new task, queue_seq first (the
-// writer fills it).
+// writer fills it). The input goes to task_inputs.
 func insertArgs(t *TaskRecord) ([]any, error) {
 	backoff, err := jsonText(t.Backoff)
 	if err != nil {
@@ -112,13 +132,9 @@ func insertArgs(t *TaskRecord) ([]any, error) {
 	if t.IdempotencyKey != "" {
 		key = t.IdempotencyKey
 	}
-	input := t.Input
-	if input == nil {
-		input = []byte{}
-	}
 	return []any{nil, t.TaskID, t.Agent, int64(t.Priority), string(t.State), t.Attempt, t.MaxRetries, t.TimeoutMs,
-		t.CreatedAt.UnixNano(), mut.started, mut.finished, mut.next, mut.readyAt, key, t.ParamsHash,
-		input, t.InputIsJSON, backoff, quota, mut.labels, mut.result, mut.terr, mut.attemptErrs}, nil
+		toNanos(t.CreatedAt), mut.started, mut.finished, mut.next, mut.readyAt, key, t.ParamsHash,
+		t.InputIsJSON, backoff, quota, mut.labels, mut.result, mut.terr, mut.attemptErrs}, nil
 }
 
 // mutable holds the encoded fields UpdateTask writes.
@@ -132,13 +148,10 @@ func mutableArgs(t *TaskRecord) (mutable, error) {
 		started:  nullNanos(t.StartedAt),
 		finished: nullNanos(t.FinishedAt),
 		next:     nullNanos(t.NextAttemptAt),
-		readyAt:  int64(0),
 	}
-	if !t.ReadyAt.IsZero() {
-		m.readyAt = t.ReadyAt.UnixNano()
-	}
+	m.readyAt = toNanos(t.ReadyAt)
 	if t.State.Terminal() {
-		m.doneAt = doneAt(t).UnixNano()
+		m.doneAt = toNanos(doneAt(t))
 	}
 	labels := t.Labels
 	if labels == nil {
@@ -201,7 +214,20 @@ func decodeEvent(seq int64, taskID, agent string, payload []byte) (protocol.Task
 		At: p.At, Progress: p.Progress, Result: p.Result, Error: p.Error}, nil
 }
 
-func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
+// toNanos encodes a time; 0 stands for the zero time.
+func toNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
 
 func fromNullNanos(n sql.NullInt64) *time.Time {
 	if !n.Valid {
@@ -215,5 +241,5 @@ func nullNanos(t *time.Time) any {
 	if t == nil {
 		return nil
 	}
-	return t.UnixNano()
+	return toNanos(*t)
 }

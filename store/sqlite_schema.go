@@ -58,7 +58,6 @@ CREATE TABLE tasks (
 	ready_at        INTEGER NOT NULL DEFAULT 0,
 	idempotency_key TEXT,
 	params_hash     TEXT NOT NULL DEFAULT '',
-	input           BLOB,
 	input_is_json   INTEGER NOT NULL,
 	backoff         TEXT NOT NULL,
 	quota           TEXT NOT NULL,
@@ -77,13 +76,24 @@ CREATE INDEX tasks_agent ON tasks (agent, queue_seq);
 -- Prune.
 CREATE INDEX tasks_done ON tasks (done_at, queue_seq) WHERE done_at IS NOT NULL;
 
-CREATE TABLE events (
-	seq     INTEGER PRIMARY KEY,
-	task_id TEXT NOT NULL REFERENCES tasks (task_id) ON DELETE CASCADE,
-	agent   TEXT NOT NULL,
-	payload TEXT NOT NULL -- JSON: state, attempt, at, progress, result, error
+-- Inputs apart: written once, never rewritten by the updates of the row
+-- (SQLite rewrites a whole row on UPDATE).
+CREATE TABLE task_inputs (
+	queue_seq INTEGER PRIMARY KEY REFERENCES tasks (queue_seq) ON DELETE CASCADE,
+	input     BLOB NOT NULL
 );
-CREATE INDEX events_task ON events (task_id, seq);
+
+-- Events name their task by queue_seq, which grows, rather than by task_id,
+-- which is random: index inserts land at the end of the b-tree instead of
+-- dirtying a random page each.
+CREATE TABLE events (
+	seq      INTEGER PRIMARY KEY,
+	task_seq INTEGER NOT NULL REFERENCES tasks (queue_seq) ON DELETE CASCADE,
+	task_id  TEXT NOT NULL,
+	agent    TEXT NOT NULL,
+	payload  TEXT NOT NULL -- JSON: state, attempt, at, progress, result, error
+);
+CREATE INDEX events_task ON events (task_seq, seq);
 `,
 }
 

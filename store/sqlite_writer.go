@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,8 @@ type writer struct {
 	metaQSeq int64 // last_queue_seq as stored in meta
 
 	committed atomic.Int64 // last event seq committed: LastSeq
+	commits   atomic.Int64 // transactions committed
+	writes    atomic.Int64 // writes committed in them
 
 	qmu   sync.Mutex // guards queue, for the readers of QueueDepth and NextReadyAt
 	queue *waitQueue
@@ -51,8 +54,8 @@ type writer struct {
 }
 
 type writerStmts struct {
-	insertTask, insertEvent, taskByKey, updateTask, taskState, claim, progressOf *sql.Stmt
-	requeue, putAgent, deleteAgent, setMeta                                      *sql.Stmt
+	insertTask, insertInput, insertEvent, taskByKey, updateTask, taskState, claim *sql.Stmt
+	progressOf, requeue, putAgent, deleteAgent, setMeta                           *sql.Stmt
 }
 
 // writeOp is one caller's write. run executes inside the batch's
@@ -98,8 +101,9 @@ func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Lo
 		dst **sql.Stmt
 		q   string
 	}{
-		{&w.stmts.insertTask, `INSERT INTO tasks (` + taskCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`},
-		{&w.stmts.insertEvent, `INSERT INTO events (seq, task_id, agent, payload) VALUES (?,?,?,?)`},
+		{&w.stmts.insertTask, insertTaskSQL},
+		{&w.stmts.insertInput, `INSERT INTO task_inputs (queue_seq, input) VALUES (?, ?)`},
+		{&w.stmts.insertEvent, `INSERT INTO events (seq, task_seq, task_id, agent, payload) VALUES (?, ?, ?, ?, ?)`},
 		{&w.stmts.taskByKey, `SELECT ` + taskCols + ` FROM tasks WHERE idempotency_key = ?`},
 		{&w.stmts.updateTask, `UPDATE tasks SET priority = ?, state = ?, attempt = ?, max_retries = ?, timeout_ms = ?,
 			started_at = ?, finished_at = ?, next_attempt_at = ?, ready_at = ?, labels = ?, result = ?, error = ?,
@@ -108,7 +112,7 @@ func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Lo
 		{&w.stmts.taskState, `SELECT state FROM tasks WHERE task_id = ?`},
 		{&w.stmts.claim, `UPDATE tasks SET state = 'running', attempt = attempt + 1, started_at = ?, ready_at = 0,
 			next_attempt_at = NULL WHERE queue_seq = ? AND state IN ('queued', 'retrying') RETURNING ` + taskCols},
-		{&w.stmts.progressOf, `SELECT state, attempt, agent FROM tasks WHERE task_id = ?`},
+		{&w.stmts.progressOf, `SELECT state, attempt, agent, queue_seq FROM tasks WHERE task_id = ?`},
 		{&w.stmts.requeue, `UPDATE tasks SET state = 'queued', ready_at = 0, next_attempt_at = NULL WHERE queue_seq = ? AND state = 'running'`},
 		{&w.stmts.putAgent, `INSERT OR REPLACE INTO agents (name, digest, abi, entry, size, capabilities, limits, registered_at, module)
 			VALUES (?,?,?,?,?,?,?,?,?)`},
@@ -152,11 +156,7 @@ func (w *writer) load(ctx context.Context) error {
 		if err := rows.Scan(&id, &agent, &prio, &seq, &ready); err != nil {
 			return fmt.Errorf("store: reading the queue: %w", err)
 		}
-		var at time.Time
-		if ready != 0 {
-			at = fromNanos(ready)
-		}
-		q.put(id, agent, protocol.Priority(prio), seq, at)
+		q.put(id, agent, protocol.Priority(prio), seq, fromNanos(ready))
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("store: reading the queue: %w", err)
@@ -218,7 +218,7 @@ func (w *writer) runBatch(batch []*writeOp) {
 			o.err = err
 			continue
 		}
-		o.err = o.run(w)
+		o.err = w.runOp(o)
 		var ab abortBatch
 		if errors.As(o.err, &ab) {
 			failed = ab.err
@@ -235,6 +235,8 @@ func (w *writer) runBatch(batch []*writeOp) {
 	}
 	if failed == nil {
 		w.committed.Store(w.seq)
+		w.commits.Add(1)
+		w.writes.Add(int64(len(batch)))
 		return
 	}
 	// Nothing of the batch is durable: say so to every op and make memory
@@ -248,6 +250,17 @@ func (w *writer) runBatch(batch []*writeOp) {
 		w.broken = fmt.Errorf("store: unusable after a failed write (%v), then a failed reload: %w", failed, err)
 		w.log.Error().Err(w.broken).Msg("the store stops writing; restart fabricd")
 	}
+}
+
+// runOp runs one op; a panic in it fails the batch instead of killing the
+// writer, which every later write would wait for.
+func (w *writer) runOp(o *writeOp) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = abort(fmt.Errorf("panic in a store write: %v\n%s", p, debug.Stack()))
+		}
+	}()
+	return o.run(w)
 }
 
 // saveMeta records the last seqs so that they never go back, even once the
@@ -275,7 +288,7 @@ func (w *writer) stop() {
 }
 
 func (w *writer) closeStmts() {
-	for _, s := range []*sql.Stmt{w.stmts.insertTask, w.stmts.insertEvent, w.stmts.taskByKey, w.stmts.updateTask,
+	for _, s := range []*sql.Stmt{w.stmts.insertTask, w.stmts.insertInput, w.stmts.insertEvent, w.stmts.taskByKey, w.stmts.updateTask,
 		w.stmts.taskState, w.stmts.claim, w.stmts.progressOf, w.stmts.requeue, w.stmts.putAgent, w.stmts.deleteAgent, w.stmts.setMeta} {
 		if s != nil {
 			s.Close()
@@ -283,11 +296,12 @@ func (w *writer) closeStmts() {
 	}
 }
 
-// insertEvent appends ev with the next seq. The caller has written already,
-// so a failure aborts the batch.
-func (w *writer) insertEvent(ev *protocol.TaskEvent, payload string) error {
+// insertEvent appends ev, an event of the task with QueueSeq taskSeq, with
+// the next seq. The caller has written already, so a failure aborts the
+// batch.
+func (w *writer) insertEvent(taskSeq int64, ev *protocol.TaskEvent, payload string) error {
 	seq := w.seq + 1
-	if _, err := w.stmts.insertEvent.Exec(seq, ev.TaskID, ev.Agent, payload); err != nil {
+	if _, err := w.stmts.insertEvent.Exec(seq, taskSeq, ev.TaskID, ev.Agent, payload); err != nil {
 		return abort(fmt.Errorf("appending an event of task %s: %w", ev.TaskID, err))
 	}
 	w.seq, ev.Seq = seq, seq
@@ -327,7 +341,14 @@ func (w *writer) createTask(t *TaskRecord, args []any, ev *protocol.TaskEvent, p
 		return nil, fmt.Errorf("store: inserting task %s: %w", t.TaskID, err)
 	}
 	w.queueSeq, t.QueueSeq = qseq, qseq
-	if err := w.insertEvent(ev, payload); err != nil {
+	input := t.Input
+	if input == nil {
+		input = []byte{}
+	}
+	if _, err := w.stmts.insertInput.Exec(qseq, input); err != nil {
+		return nil, abort(fmt.Errorf("inserting the input of task %s: %w", t.TaskID, err))
+	}
+	if err := w.insertEvent(qseq, ev, payload); err != nil {
 		return nil, err
 	}
 	w.queuePut(t.TaskID, t.Agent, t.Priority, qseq, t.ReadyAt)
@@ -356,7 +377,7 @@ func (w *writer) updateTask(t *TaskRecord, expect protocol.State, m *mutable, ev
 		return abort(fmt.Errorf("updating task %s: %w", t.TaskID, err))
 	}
 	ev.Agent = agent
-	if err := w.insertEvent(ev, payload); err != nil {
+	if err := w.insertEvent(qseq, ev, payload); err != nil {
 		return err
 	}
 	if waiting(t.State) {
@@ -374,7 +395,7 @@ func (w *writer) claim(now time.Time) (row taskRow, ev protocol.TaskEvent, ok bo
 	if !ok {
 		return row, ev, false, nil
 	}
-	row, err = scanTask(w.stmts.claim.QueryRow(now.UnixNano(), e.seq))
+	row, err = scanTask(w.stmts.claim.QueryRow(toNanos(now), e.seq))
 	if err != nil {
 		// Memory and file disagree (or the file failed): reload both.
 		return row, ev, false, abort(fmt.Errorf("claiming task %s: %w", e.id, err))
@@ -384,7 +405,7 @@ func (w *writer) claim(now time.Time) (row taskRow, ev protocol.TaskEvent, ok bo
 	if err != nil {
 		return row, ev, false, abort(err)
 	}
-	if err := w.insertEvent(&ev, payload); err != nil {
+	if err := w.insertEvent(row.queueSeq, &ev, payload); err != nil {
 		return row, ev, false, err
 	}
 	return row, ev, true, nil
@@ -393,7 +414,8 @@ func (w *writer) claim(now time.Time) (row taskRow, ev protocol.TaskEvent, ok bo
 func (w *writer) appendProgress(taskID string, attempt int, progress float64, at time.Time) (protocol.TaskEvent, error) {
 	var state, agent string
 	var cur int
-	switch err := w.stmts.progressOf.QueryRow(taskID).Scan(&state, &cur, &agent); {
+	var qseq int64
+	switch err := w.stmts.progressOf.QueryRow(taskID).Scan(&state, &cur, &agent, &qseq); {
 	case err == sql.ErrNoRows:
 		return protocol.TaskEvent{}, taskNotFound(taskID)
 	case err != nil:
@@ -409,7 +431,7 @@ func (w *writer) appendProgress(taskID string, attempt int, progress float64, at
 		return ev, err
 	}
 	seq := w.seq + 1
-	if _, err := w.stmts.insertEvent.Exec(seq, ev.TaskID, ev.Agent, payload); err != nil {
+	if _, err := w.stmts.insertEvent.Exec(seq, qseq, ev.TaskID, ev.Agent, payload); err != nil {
 		return ev, fmt.Errorf("store: appending a progress event of task %s: %w", taskID, err)
 	}
 	w.seq, ev.Seq = seq, seq
@@ -446,7 +468,7 @@ func (w *writer) recover(now time.Time) ([]taskRow, []protocol.TaskEvent, error)
 		if err != nil {
 			return nil, nil, abort(err)
 		}
-		if err := w.insertEvent(&ev, payload); err != nil {
+		if err := w.insertEvent(r.queueSeq, &ev, payload); err != nil {
 			return nil, nil, err
 		}
 		w.queuePut(r.id, r.agent, protocol.Priority(r.prio), r.queueSeq, time.Time{})

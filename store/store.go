@@ -89,9 +89,14 @@ type Store interface {
 	CreateTask(ctx context.Context, t TaskRecord) (stored TaskRecord, ev protocol.TaskEvent, created bool, err error)
 	// UpdateTask writes t if the stored task is still in state expect, and
 	// appends the event describing t's new state; otherwise it writes nothing
-	// and returns ErrStateChanged.
+	// and returns ErrStateChanged (ErrNotFound if there is no such task).
+	// What CreateTask fixed is not rewritten: TaskID, Agent, CreatedAt,
+	// IdempotencyKey, Input, InputIsJSON, Backoff, Quota, ParamsHash,
+	// QueueSeq. The event's At is *t.FinishedAt when t is finished, else the
+	// current time.
 	UpdateTask(ctx context.Context, t TaskRecord, expect protocol.State) (protocol.TaskEvent, error)
-	// AppendProgress stores a progress event for a running task.
+	// AppendProgress stores a progress event for a running task. It returns
+	// ErrStateChanged unless the task is running that attempt.
 	AppendProgress(ctx context.Context, taskID string, attempt int, progress float64, at time.Time) (protocol.TaskEvent, error)
 	// GetTask returns one task, or ErrNotFound.
 	GetTask(ctx context.Context, id string) (TaskRecord, error)
@@ -107,15 +112,18 @@ type Store interface {
 	// NextReadyAt returns the earliest ReadyAt among waiting tasks (queued or
 	// retrying) that are not runnable at now; ok is false if there is none.
 	NextReadyAt(ctx context.Context, now time.Time) (at time.Time, ok bool, err error)
-	// QueueDepth counts queued and retrying tasks by priority.
+	// QueueDepth counts queued and retrying tasks by priority; every
+	// priority has an entry.
 	QueueDepth(ctx context.Context) (map[protocol.Priority]int, error)
-	// Waiting returns the queued and retrying tasks of one agent.
+	// Waiting returns the queued and retrying tasks of one agent, by QueueSeq.
 	Waiting(ctx context.Context, agent string) ([]TaskRecord, error)
 
 	// Events returns up to limit stored events with Seq > after that match
-	// f, in Seq order.
+	// f, in Seq order; limit <= 0 means no limit. Events share their Result
+	// with other readers: treat them as read-only.
 	Events(ctx context.Context, after int64, f EventFilter, limit int) ([]protocol.TaskEvent, error)
-	// LastSeq returns the highest Seq stored (0 if none).
+	// LastSeq returns the highest Seq stored (0 if none). Pruning does not
+	// lower it: a Seq is never handed out twice.
 	LastSeq(ctx context.Context) (int64, error)
 
 	// Recover is called once at start, before any Claim: every task left
@@ -124,7 +132,8 @@ type Store interface {
 	Recover(ctx context.Context, now time.Time) ([]TaskRecord, error)
 	// Prune removes finished tasks (and their events) that finished before
 	// olderThan, keeping at least keep of the newest; it returns how many
-	// tasks it removed.
+	// tasks it removed. A finished task without FinishedAt counts as
+	// finished when it was created.
 	Prune(ctx context.Context, olderThan time.Time, keep int) (int, error)
 
 	// Close releases the store. Further calls return ErrClosed.
