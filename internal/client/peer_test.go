@@ -45,11 +45,17 @@ type peerReq struct {
 	Params  json.RawMessage `json:"params"`
 }
 
-func newPeer(t *testing.T, token string) *peer {
-	t.Helper()
+func newPeer(tb testing.TB, token string) *peer {
+	tb.Helper()
+	p := startPeer(token)
+	tb.Cleanup(p.srv.Close)
+	return p
+}
+
+// startPeer starts a peer; the caller closes p.srv.
+func startPeer(token string) *peer {
 	p := &peer{token: token, holding: make(chan struct{}, 1000)}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
-	t.Cleanup(p.srv.Close)
 	return p
 }
 
