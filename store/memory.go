@@ -2,6 +2,7 @@ package store
 
 import (
 	"cmp"
+	"container/heap"
 	"context"
 	"fmt"
 	"slices"
@@ -357,22 +358,30 @@ func (m *Memory) Prune(ctx context.Context, olderThan time.Time, keep int) (int,
 	if m.closed {
 		return 0, ErrClosed
 	}
-	var done []*TaskRecord
-	for _, rec := range m.order {
-		if rec.State.Terminal() {
-			done = append(done, rec)
+	// The keep newest finished tasks stay whatever their age: find the
+	// oldest of them, with a heap of keep (a sort would take the lock for
+	// long on a big store).
+	var boundary *TaskRecord
+	if keep > 0 {
+		h := &keepHeap{}
+		for _, rec := range m.order {
+			switch {
+			case !rec.State.Terminal():
+			case h.Len() < keep:
+				heap.Push(h, rec)
+			case newerDone(rec, h.recs[0]):
+				h.recs[0] = rec
+				heap.Fix(h, 0)
+			}
 		}
+		if h.Len() < keep {
+			return 0, nil
+		}
+		boundary = h.recs[0]
 	}
-	// Newest first; the first keep stay whatever their age.
-	slices.SortFunc(done, func(a, b *TaskRecord) int {
-		if c := doneAt(b).Compare(doneAt(a)); c != 0 {
-			return c
-		}
-		return cmp.Compare(b.QueueSeq, a.QueueSeq)
-	})
 	gone := map[string]bool{}
-	for _, rec := range done[min(max(keep, 0), len(done)):] {
-		if doneAt(rec).Before(olderThan) {
+	for _, rec := range m.order {
+		if rec.State.Terminal() && doneAt(rec).Before(olderThan) && (boundary == nil || newerDone(boundary, rec)) {
 			gone[rec.TaskID] = true
 		}
 	}
@@ -400,4 +409,26 @@ func (m *Memory) Close() error {
 	m.closed = true
 	m.agents, m.tasks, m.byKey, m.perTask, m.order, m.events = nil, nil, nil, nil, nil, nil
 	return nil
+}
+
+// newerDone orders finished tasks for Prune: by when they finished, then by
+// QueueSeq.
+func newerDone(a, b *TaskRecord) bool {
+	if c := doneAt(a).Compare(doneAt(b)); c != 0 {
+		return c > 0
+	}
+	return a.QueueSeq > b.QueueSeq
+}
+
+// keepHeap holds the newest finished tasks, the oldest of them on top.
+type keepHeap struct{ recs []*TaskRecord }
+
+func (h *keepHeap) Len() int           { return len(h.recs) }
+func (h *keepHeap) Less(i, j int) bool { return newerDone(h.recs[j], h.recs[i]) }
+func (h *keepHeap) Swap(i, j int)      { h.recs[i], h.recs[j] = h.recs[j], h.recs[i] }
+func (h *keepHeap) Push(x any)         { h.recs = append(h.recs, x.(*TaskRecord)) }
+func (h *keepHeap) Pop() any {
+	x := h.recs[len(h.recs)-1]
+	h.recs = h.recs[:len(h.recs)-1]
+	return x
 }
