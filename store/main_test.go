@@ -8,8 +8,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if dir := os.Getenv(killChildEnv); dir != "" {
-		os.Exit(killChild(dir))
+	if code, ok := childMain(); ok {
+		os.Exit(code)
 	}
 	goleak.VerifyTestMain(m)
 }

@@ -309,11 +309,12 @@ func (s *SQLite) send(ctx context.Context, fn func(w *writer) error) error {
 	return err
 }
 
-// withInput decodes a row read without its input and adds the input, which
-// never changes once written, from the read pool. The caller has entered.
+// withInput decodes a row read from taskCols, adding its input from
+// task_inputs if it is kept there: an input never changes once written, so
+// the read pool serves it. The caller has entered.
 func (s *SQLite) withInput(ctx context.Context, r *taskRow) (TaskRecord, error) {
 	t, err := r.decode()
-	if err != nil {
+	if err != nil || r.input != nil {
 		return t, err
 	}
 	err = s.getInput.QueryRowContext(ctx, r.queueSeq).Scan(&t.Input)
@@ -487,7 +488,7 @@ func (s *SQLite) GetTask(ctx context.Context, id string) (TaskRecord, error) {
 		return TaskRecord{}, err
 	}
 	defer s.life.RUnlock()
-	r, err := scanTaskInput(s.getTask.QueryRowContext(ctx, id))
+	r, err := scanTask(s.getTask.QueryRowContext(ctx, id))
 	if err == sql.ErrNoRows {
 		return TaskRecord{}, taskNotFound(id)
 	}
@@ -540,7 +541,7 @@ func (s *SQLite) ListTasks(ctx context.Context, f TaskFilter) ([]TaskRecord, str
 	defer rows.Close()
 	var raw []taskRow
 	for rows.Next() {
-		r, err := scanTaskInput(rows)
+		r, err := scanTask(rows)
 		if err != nil {
 			return nil, "", fmt.Errorf("store: listing tasks: %w", err)
 		}
@@ -622,7 +623,7 @@ func (s *SQLite) Waiting(ctx context.Context, agent string) ([]TaskRecord, error
 	defer rows.Close()
 	var out []TaskRecord
 	for rows.Next() {
-		r, err := scanTaskInput(rows)
+		r, err := scanTask(rows)
 		if err != nil {
 			return nil, fmt.Errorf("store: reading waiting tasks: %w", err)
 		}

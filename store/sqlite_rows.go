@@ -18,14 +18,14 @@ import (
 
 var taskColNames = []string{"queue_seq", "task_id", "agent", "priority", "state", "attempt", "max_retries", "timeout_ms",
 	"created_at", "started_at", "finished_at", "next_attempt_at", "ready_at", "idempotency_key", "params_hash",
-	"input_is_json", "backoff", "quota", "labels", "result", "error", "attempt_errors"}
+	"input_is_json", "backoff", "quota", "labels", "result", "error", "attempt_errors", "input"}
 
 var (
 	// taskCols are the tasks row's columns, as scanTask reads them.
 	taskCols = strings.Join(taskColNames, ", ")
-	// selectTasks reads whole records, inputs included (scanTaskInput).
-	selectTasks = "SELECT tasks." + strings.Join(taskColNames, ", tasks.") +
-		", task_inputs.input FROM tasks LEFT JOIN task_inputs ON task_inputs.queue_seq = tasks.queue_seq"
+	// selectTasks reads whole records, inputs kept apart included.
+	selectTasks = "SELECT tasks." + strings.Join(taskColNames[:len(taskColNames)-1], ", tasks.") +
+		", COALESCE(tasks.input, task_inputs.input) FROM tasks LEFT JOIN task_inputs ON task_inputs.queue_seq = tasks.queue_seq"
 	insertTaskSQL = "INSERT INTO tasks (" + taskCols + ") VALUES (?" + strings.Repeat(", ?", len(taskColNames)-1) + ")"
 )
 
@@ -49,25 +49,22 @@ type taskRow struct {
 
 type scanner interface{ Scan(dest ...any) error }
 
-func (r *taskRow) dest() []any {
-	return []any{&r.queueSeq, &r.id, &r.agent, &r.prio, &r.state, &r.attempt, &r.maxRetries, &r.timeout,
-		&r.created, &r.started, &r.finished, &r.next, &r.readyAt, &r.key, &r.paramsHash,
-		&r.inputIsJSON, &r.backoff, &r.quota, &r.labels, &r.result, &r.terr, &r.attemptErrs}
-}
-
-// scanTask reads taskCols.
+// scanTask reads taskCols or selectTasks. From taskCols, a nil input means
+// that it is kept apart, in task_inputs.
 func scanTask(sc scanner) (taskRow, error) {
 	var r taskRow
-	err := sc.Scan(r.dest()...)
+	err := sc.Scan(&r.queueSeq, &r.id, &r.agent, &r.prio, &r.state, &r.attempt, &r.maxRetries, &r.timeout,
+		&r.created, &r.started, &r.finished, &r.next, &r.readyAt, &r.key, &r.paramsHash,
+		&r.inputIsJSON, &r.backoff, &r.quota, &r.labels, &r.result, &r.terr, &r.attemptErrs, &r.input)
 	return r, err
 }
 
-// scanTaskInput reads selectTasks's columns.
-func scanTaskInput(sc scanner) (taskRow, error) {
-	var r taskRow
-	err := sc.Scan(append(r.dest(), &r.input)...)
-	return r, err
-}
+// inlineInput is the largest input kept in the task's row. A larger one
+// goes to task_inputs, so that the row's updates (SQLite rewrites a whole
+// row) do not copy it each time; a small one saves that table's insert.
+const inlineInput = 1024
+
+func inputInline(in []byte) bool { return len(in) <= inlineInput }
 
 func (r *taskRow) decode() (TaskRecord, error) {
 	t := TaskRecord{
@@ -114,7 +111,7 @@ func (r *taskRow) decode() (TaskRecord, error) {
 }
 
 // insertArgs are the values of taskCols for a new task, queue_seq first (the
-// writer fills it). The input goes to task_inputs.
+// writer fills it). A large input goes to task_inputs (inlineInput).
 func insertArgs(t *TaskRecord) ([]any, error) {
 	backoff, err := jsonText(t.Backoff)
 	if err != nil {
@@ -132,9 +129,21 @@ func insertArgs(t *TaskRecord) ([]any, error) {
 	if t.IdempotencyKey != "" {
 		key = t.IdempotencyKey
 	}
+	var input any
+	if inputInline(t.Input) {
+		input = nonNilBytes(t.Input)
+	}
 	return []any{nil, t.TaskID, t.Agent, int64(t.Priority), string(t.State), t.Attempt, t.MaxRetries, t.TimeoutMs,
 		toNanos(t.CreatedAt), mut.started, mut.finished, mut.next, mut.readyAt, key, t.ParamsHash,
-		t.InputIsJSON, backoff, quota, mut.labels, mut.result, mut.terr, mut.attemptErrs}, nil
+		t.InputIsJSON, backoff, quota, mut.labels, mut.result, mut.terr, mut.attemptErrs, input}, nil
+}
+
+// nonNilBytes makes an empty blob of nil: NULL would say "kept apart".
+func nonNilBytes(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }
 
 // mutable holds the encoded fields UpdateTask writes.

@@ -65,6 +65,7 @@ CREATE TABLE tasks (
 	result          TEXT,
 	error           TEXT,
 	attempt_errors  TEXT,
+	input           BLOB, -- NULL: in task_inputs
 	-- set once the task is finished: what Prune orders by
 	done_at         INTEGER
 );
@@ -76,8 +77,8 @@ CREATE INDEX tasks_agent ON tasks (agent, queue_seq);
 -- Prune.
 CREATE INDEX tasks_done ON tasks (done_at, queue_seq) WHERE done_at IS NOT NULL;
 
--- Inputs apart: written once, never rewritten by the updates of the row
--- (SQLite rewrites a whole row on UPDATE).
+-- Large inputs apart: written once, never rewritten by the updates of the
+-- row (SQLite rewrites a whole row on UPDATE). Small ones stay in the row.
 CREATE TABLE task_inputs (
 	queue_seq INTEGER PRIMARY KEY REFERENCES tasks (queue_seq) ON DELETE CASCADE,
 	input     BLOB NOT NULL

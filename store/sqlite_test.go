@@ -1,3 +1,5 @@
+//go:build unix
+
 package store_test
 
 import (
@@ -97,6 +99,9 @@ func TestReopen(t *testing.T) {
 		tr := storetest.NewTask(fmt.Sprintf("t%d", i), "echo", p)
 		tr.IdempotencyKey = fmt.Sprintf("k%d", i)
 		tr.Labels = map[string]string{"i": strconv.Itoa(i)}
+		if i == 0 {
+			tr.Input = []byte(strings.Repeat("large input, kept apart ", 400))
+		}
 		if _, _, _, err := s.CreateTask(ctx, tr); err != nil {
 			t.Fatal(err)
 		}
@@ -361,6 +366,15 @@ func sqlExec(t *testing.T, path, stmts string) {
 // SIGKILL mid-stream, reopens the store and finds every printed task.
 
 const killChildEnv = "FABRIC_STORE_KILL_CHILD"
+
+// childMain runs the kill-safety child when this binary was started as one.
+func childMain() (int, bool) {
+	dir := os.Getenv(killChildEnv)
+	if dir == "" {
+		return 0, false
+	}
+	return killChild(dir), true
+}
 
 func killChild(dir string) int {
 	s, err := store.OpenSQLite(ctx, dir, store.Options{})

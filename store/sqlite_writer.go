@@ -341,12 +341,10 @@ func (w *writer) createTask(t *TaskRecord, args []any, ev *protocol.TaskEvent, p
 		return nil, fmt.Errorf("store: inserting task %s: %w", t.TaskID, err)
 	}
 	w.queueSeq, t.QueueSeq = qseq, qseq
-	input := t.Input
-	if input == nil {
-		input = []byte{}
-	}
-	if _, err := w.stmts.insertInput.Exec(qseq, input); err != nil {
-		return nil, abort(fmt.Errorf("inserting the input of task %s: %w", t.TaskID, err))
+	if !inputInline(t.Input) {
+		if _, err := w.stmts.insertInput.Exec(qseq, t.Input); err != nil {
+			return nil, abort(fmt.Errorf("inserting the input of task %s: %w", t.TaskID, err))
+		}
 	}
 	if err := w.insertEvent(qseq, ev, payload); err != nil {
 		return nil, err

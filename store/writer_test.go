@@ -1,8 +1,12 @@
+//go:build unix
+
 package store
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,4 +89,55 @@ func TestWriteCancelled(t *testing.T) {
 	if _, err := s.GetTask(ctx, "x"); err == nil {
 		t.Fatal("the task was written")
 	}
+}
+
+// BenchmarkWriterCreate measures the writer's own work per CreateTask, all
+// in one transaction: no commit, no fsync, no waiting callers. It is the
+// floor under the durable store's cost per submit.
+func BenchmarkWriterCreate(b *testing.B) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	type prepared struct {
+		t       TaskRecord
+		args    []any
+		ev      protocol.TaskEvent
+		payload string
+	}
+	ops := make([]prepared, b.N)
+	for i := range ops {
+		p := &ops[i]
+		p.t = TaskRecord{Task: protocol.Task{TaskID: fmt.Sprintf("%016d", i), Agent: "echo", Priority: protocol.Priority(i % 5),
+			Labels: map[string]string{"batch": "nightly"}}, Input: []byte(`{"n":42}`)}
+		checkNewTask(&p.t, time.Now)
+		if p.args, err = insertArgs(&p.t); err != nil {
+			b.Fatal(err)
+		}
+		p.ev = EventFor(&p.t, p.t.CreatedAt)
+		if p.payload, err = encodeEvent(&p.ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var ru0, ru1 syscall.Rusage
+	b.ResetTimer()
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	err = s.write(ctx, func(w *writer) error {
+		for i := range ops {
+			p := &ops[i]
+			if _, err := w.createTask(&p.t, p.args, &p.ev, p.payload); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cpu := ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano()
+	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 }

@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Agents", testAgents},
 		{"CreateTask", testCreateTask},
 		{"Idempotency", testIdempotency},
+		{"Inputs", testInputs},
 		{"UpdateTask", testUpdateTask},
 		{"ClaimOrder", testClaimOrder},
 		{"Retrying", testRetrying},
@@ -361,6 +362,67 @@ func testIdempotency(t *testing.T, s store.Store) {
 	create(t, s, c)
 	create(t, s, NewTask("fourth", "echo", protocol.Normal))
 	create(t, s, NewTask("fifth", "echo", protocol.Normal))
+}
+
+// testInputs checks that inputs of every size and kind come back whole from
+// every call that returns a task.
+func testInputs(t *testing.T, s store.Store) {
+	big := make([]byte, 300<<10)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	inputs := map[string][]byte{"empty": nil, "small": []byte(`{"a":1}`), "edge": make([]byte, 1024), "over": make([]byte, 1025), "big": big}
+	names := []string{"empty", "small", "edge", "over", "big"}
+	for _, name := range names {
+		tr := NewTask(name, "echo", protocol.Normal)
+		tr.Input, tr.InputIsJSON = inputs[name], name == "small"
+		tr.IdempotencyKey = "key-" + name
+		create(t, s, tr)
+	}
+	check := func(how string, tr store.TaskRecord) {
+		t.Helper()
+		if want := inputs[tr.TaskID]; string(tr.Input) != string(want) || tr.InputIsJSON != (tr.TaskID == "small") {
+			t.Errorf("%s %s: input of %d bytes (json %v), want %d bytes", how, tr.TaskID, len(tr.Input), tr.InputIsJSON, len(want))
+		}
+	}
+	for _, name := range names {
+		check("GetTask", get(t, s, name))
+		again := NewTask("other-"+name, "echo", protocol.Normal)
+		again.IdempotencyKey = "key-" + name
+		old, _, created, err := s.CreateTask(ctx, again)
+		if err != nil || created {
+			t.Fatalf("CreateTask with a used key: created=%v err=%v", created, err)
+		}
+		check("CreateTask with a used key", old)
+	}
+	list, _, _ := s.ListTasks(ctx, store.TaskFilter{})
+	for _, tr := range list {
+		check("ListTasks", tr)
+	}
+	w, _ := s.Waiting(ctx, "echo")
+	for _, tr := range w {
+		check("Waiting", tr)
+	}
+	for range names {
+		tr, _ := claim(t, s, at(1))
+		check("Claim", tr)
+		tr.Result = &protocol.ExecutionResult{OutputBase64: []byte{1, 2, 3}}
+		tr.Input = nil // UpdateTask does not write the input
+		tr.State = protocol.StateRunning
+		if tr.TaskID == "big" || tr.TaskID == "small" {
+			continue // left running for Recover
+		}
+		tr.State = protocol.StateSucceeded
+		update(t, s, tr, protocol.StateRunning)
+		check("GetTask after UpdateTask", get(t, s, tr.TaskID))
+	}
+	rec, err := s.Recover(ctx, at(2))
+	if err != nil || len(rec) != 2 {
+		t.Fatalf("Recover = %d tasks, %v; want 2", len(rec), err)
+	}
+	for _, tr := range rec {
+		check("Recover", tr)
+	}
 }
 
 func testUpdateTask(t *testing.T, s store.Store) {
