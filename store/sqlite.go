@@ -138,7 +138,7 @@ func OpenSQLite(ctx context.Context, dir string, opts Options) (_ *SQLite, err e
 	if err != nil {
 		return nil, fmt.Errorf("store: opening %s: %w", dbPath, notADatabase(dbPath, err))
 	}
-	if err := prepareDB(ctx, conn, dbPath); err != nil {
+	if err := prepareDB(ctx, conn, dbPath, opts.Logger); err != nil {
 		conn.Close()
 		return nil, notADatabase(dbPath, err)
 	}
@@ -189,7 +189,7 @@ func sqliteDSN(path string, busy time.Duration, readOnly bool) string {
 // prepareDB checks the database, reading only, then switches it to WAL and
 // migrates it. Durability rests on WAL and synchronous=FULL, so both are
 // verified, not assumed.
-func prepareDB(ctx context.Context, conn *sql.Conn, dbPath string) error {
+func prepareDB(ctx context.Context, conn *sql.Conn, dbPath string, log zerolog.Logger) error {
 	version, err := checkSchema(ctx, conn, dbPath)
 	if err != nil {
 		return err
@@ -208,7 +208,16 @@ func prepareDB(ctx context.Context, conn *sql.Conn, dbPath string) error {
 	if sync != 2 { // FULL
 		return fmt.Errorf("store: %s: synchronous is %d, want 2 (FULL)", dbPath, sync)
 	}
-	return applyMigrations(ctx, conn, dbPath, version)
+	if err := applyMigrations(ctx, conn, dbPath, version); err != nil {
+		return err
+	}
+	switch {
+	case version == 0:
+		log.Info().Str("path", dbPath).Int("schema_version", schemaVersion).Msg("created a new Fabric database")
+	case version < schemaVersion:
+		log.Info().Str("path", dbPath).Int("from", version).Int("to", schemaVersion).Msg("migrated the Fabric database")
+	}
+	return nil
 }
 
 // notADatabase rewords SQLite's "file is not a database" for an operator.

@@ -280,6 +280,8 @@ func (s *SQLite) Claim(ctx context.Context, now time.Time) (TaskRecord, protocol
 	return t, ev, true, err
 }
 
+// NextReadyAt and QueueDepth read the in-memory queue, which runs ahead of
+// the file by the writes of the batch being committed, if any.
 func (s *SQLite) NextReadyAt(ctx context.Context, now time.Time) (time.Time, bool, error) {
 	if err := s.enter(); err != nil {
 		return time.Time{}, false, err
