@@ -1,0 +1,393 @@
+//go:build wasmer
+
+package wasmer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chimera-fabric/fabric/executor"
+	"github.com/chimera-fabric/fabric/protocol"
+)
+
+// module is a compiled module: its instrumented binary, the artifacts
+// workers load, and what the checks decided about it.
+type module struct {
+	e             *Engine
+	key           string
+	wasm          []byte // instrumented, for the metered variant's compilation
+	abi, entry    string
+	initialize    bool
+	initialMemory uint64
+	hasStart      bool
+	hasMemory     bool
+	growGuarded   bool
+	args          []string
+	clock, random bool
+
+	// meteredLock serializes the metered variant's compilation.
+	meteredLock chan struct{}
+	// closedFlag is set by Close; workers holding the module drop it when
+	// they see it set.
+	closedFlag *atomic.Bool
+
+	mu        sync.Mutex
+	artifacts [2][]byte // unmetered, metered (compiled on first use)
+	closed    bool
+}
+
+var _ executor.Module = (*module)(nil)
+
+func (m *module) ABI() string   { return m.abi }
+func (m *module) Entry() string { return m.entry }
+
+// Close implements executor.Module. Runs already started finish; later runs
+// fail with agent_missing. Workers forget the module the next time they are
+// used.
+func (m *module) Close(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	m.closedFlag.Store(true)
+	m.artifacts = [2][]byte{}
+	return nil
+}
+
+func (m *module) isClosed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closed
+}
+
+// artifact returns the compiled artifact of the variant, compiling the
+// metered one on first use.
+func (m *module) artifact(ctx context.Context, metered bool) ([]byte, error) {
+	i := 0
+	if metered {
+		i = 1
+	}
+	m.mu.Lock()
+	art, closed := m.artifacts[i], m.closed
+	m.mu.Unlock()
+	if closed {
+		return nil, errModuleClosed
+	}
+	if art != nil {
+		return art, nil
+	}
+	select {
+	case m.meteredLock <- struct{}{}:
+		defer func() { <-m.meteredLock }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	m.mu.Lock()
+	art = m.artifacts[i]
+	m.mu.Unlock()
+	if art != nil {
+		return art, nil
+	}
+	art, err := m.e.compileArtifact(ctx, variantKey(m.key, true), m.wasm, true, m.closedFlag)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, errModuleClosed
+	}
+	m.artifacts[i] = art
+	return art, nil
+}
+
+var errModuleClosed = errors.New("module closed")
+
+// run is one Run in progress, on the parent's side.
+type run struct {
+	m      *module
+	ctx    context.Context // the caller's
+	runCtx context.Context // done on timeout, cancel or engine close
+	inv    *executor.Invocation
+	rs     executor.RunState // rebuilt from the worker's events
+	limit  uint64
+	start  time.Time
+	w      *proc // the worker, while the run holds it
+}
+
+// Run implements executor.Module.
+func (m *module) Run(ctx context.Context, inv executor.Invocation) executor.Outcome {
+	return m.run(ctx, inv, crashNone)
+}
+
+func (m *module) run(ctx context.Context, inv executor.Invocation, crash byte) (out executor.Outcome) {
+	e := m.e
+	r := &run{m: m, ctx: ctx, inv: &inv, start: time.Now()}
+	r.rs.Init(&inv, m.abi, m.entry)
+	defer func() {
+		// Our own bug on the task's path: the task fails, the server goes on.
+		if p := recover(); p != nil {
+			if r.w != nil {
+				e.pool.discard(r.w, fmt.Errorf("the run panicked: %v", p))
+			}
+			e.log.Error().Str("task_id", inv.TaskID).Str("panic", fmt.Sprint(p)).Msg("run panicked")
+			out = r.rs.Outcome(executor.End{Err: protocol.NewTaskError(protocol.CodeInternal,
+				"wasmer engine panicked: %v\n%s", p, debug.Stack()), Duration: time.Since(r.start)})
+		}
+	}()
+
+	if !e.enter() {
+		return r.fail(protocol.NewTaskError(protocol.CodeInternal, "the wasmer engine is closed"))
+	}
+	defer e.leave()
+	if m.isClosed() {
+		return r.fail(protocol.NewTaskError(protocol.CodeAgentMissing,
+			"the agent's module was closed (unregistered or replaced)"))
+	}
+	metered := inv.Fuel > 0
+	if metered && !e.metering {
+		return r.fail(protocol.NewTaskError(protocol.CodeInternal,
+			"fuel metering is not available in this wasmer library; the task asked for %d fuel", inv.Fuel))
+	}
+	r.limit = e.memoryLimit(inv.MemoryLimitBytes)
+	if m.initialMemory > r.limit {
+		return r.fail(protocol.NewTaskError(protocol.CodeMemoryLimit,
+			"the module declares %s of initial linear memory; the task's quota is %s",
+			formatBytes(m.initialMemory), formatBytes(r.limit)))
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	if inv.Timeout > 0 {
+		runCtx, cancel = context.WithTimeout(ctx, inv.Timeout)
+	}
+	defer cancel()
+	defer context.AfterFunc(e.closing, cancel)()
+	r.runCtx = runCtx
+
+	art, err := m.artifact(runCtx, metered)
+	if err != nil {
+		return r.failBefore(err)
+	}
+	w, err := e.pool.acquire(runCtx, e.closing)
+	if err != nil {
+		return r.failBefore(err)
+	}
+	r.w = w
+	if err := r.prepare(w, art, metered); err != nil {
+		e.pool.discard(w, err)
+		if runCtx.Err() != nil {
+			return r.fail(r.interrupted())
+		}
+		return r.fail(protocol.NewTaskError(protocol.CodeInternal, "loading the module into a wasmer worker: %v", err))
+	}
+
+	q := runRequest{
+		Key:         variantKey(m.key, metered),
+		Metered:     metered,
+		ABI:         m.abi,
+		Entry:       m.entry,
+		Initialize:  m.initialize,
+		HasStart:    m.hasStart,
+		HasMemory:   m.hasMemory,
+		GrowGuarded: m.growGuarded,
+		Args:        m.args,
+		Clock:       m.clock,
+		Random:      m.random,
+		Input:       inv.Input,
+		OutputLimit: inv.OutputLimitBytes,
+		LogLimit:    inv.LogLimitBytes,
+		QuotaPages:  r.limit / executor.WasmPageSize,
+		Fuel:        inv.Fuel,
+		Seed:        inv.Seed,
+		Crash:       crash,
+	}
+	if err := w.send(msgRun, q.encode()); err != nil {
+		e.pool.discard(w, err)
+		return r.fail(protocol.NewTaskError(protocol.CodeInternal, "sending the task to the wasmer worker: %v", err))
+	}
+	for {
+		f, err := w.next(runCtx, nil)
+		if err != nil {
+			e.pool.discard(w, err)
+			if runCtx.Err() != nil {
+				return r.fail(r.interrupted())
+			}
+			e.log.Warn().Str("task_id", inv.TaskID).Err(err).Msg("wasmer worker died running a task")
+			return r.fail(protocol.NewTaskError(protocol.CodeInternal, "%v", err))
+		}
+		if f.t == evDone {
+			var done runDone
+			if err := done.decode(f.payload); err != nil {
+				e.pool.discard(w, err)
+				return r.fail(protocol.NewTaskError(protocol.CodeInternal, "the wasmer worker's result is malformed: %v", err))
+			}
+			r.w = nil
+			e.pool.release(w)
+			return r.finish(&done)
+		}
+		stopped, err := r.apply(f)
+		if err != nil {
+			e.pool.discard(w, err)
+			return r.fail(protocol.NewTaskError(protocol.CodeInternal, "the wasmer worker sent a malformed event: %v", err))
+		}
+		if stopped {
+			// The callback panicked (RunState recorded it): stop the guest.
+			e.pool.discard(w, errors.New("the task's progress callback panicked"))
+			return r.fail(nil)
+		}
+	}
+}
+
+// prepare has the worker drop the modules closed since it last served and
+// load this one's artifact if it lacks it.
+func (r *run) prepare(w *proc, art []byte, metered bool) error {
+	for k, closed := range w.loaded {
+		if closed.Load() {
+			if err := w.send(msgDrop, []byte(k)); err != nil {
+				return err
+			}
+			delete(w.loaded, k)
+		}
+	}
+	key := variantKey(r.m.key, metered)
+	if _, ok := w.loaded[key]; ok {
+		return nil
+	}
+	req := loadRequest{Key: key, Metered: metered, Artifact: art}
+	t, payload, err := w.call(r.runCtx, nil, msgLoad, req.encode())
+	if err != nil {
+		return err
+	}
+	if t != msgLoaded {
+		return fmt.Errorf("a load request got a frame of type %d", t)
+	}
+	if len(payload) > 0 {
+		return errors.New(string(payload))
+	}
+	w.loaded[key] = r.m.closedFlag
+	return nil
+}
+
+// fail ends the run with err before or instead of the guest's own end.
+func (r *run) fail(err *protocol.TaskError) executor.Outcome {
+	return r.rs.Outcome(executor.End{Err: err, MemoryLimitBytes: r.limit, Duration: time.Since(r.start)})
+}
+
+// failBefore ends a run that could not start: its context ended, the engine
+// closed, the module was closed.
+func (r *run) failBefore(err error) executor.Outcome {
+	switch {
+	case errors.Is(err, errModuleClosed):
+		return r.fail(protocol.NewTaskError(protocol.CodeAgentMissing,
+			"the agent's module was closed (unregistered or replaced)"))
+	case r.runCtx.Err() != nil || errors.Is(err, errPoolClosed):
+		return r.fail(r.interrupted())
+	}
+	return r.fail(protocol.NewTaskError(protocol.CodeInternal, "%v", err))
+}
+
+// interrupted says why the run's context ended: the caller cancelled (or
+// its context expired), the engine is closing, or the task's timeout passed.
+func (r *run) interrupted() *protocol.TaskError {
+	switch {
+	case r.ctx.Err() != nil:
+		return protocol.NewTaskError(protocol.CodeCancelled, "the task was cancelled while it ran")
+	case r.m.e.isClosing():
+		return protocol.NewTaskError(protocol.CodeInternal, "the wasmer engine closed while the task ran")
+	case errors.Is(r.runCtx.Err(), context.DeadlineExceeded):
+		return protocol.NewTaskError(protocol.CodeTimeout, "the task ran past its timeout of %s", r.inv.Timeout)
+	}
+	return protocol.NewTaskError(protocol.CodeCancelled, "the run was stopped: %v", r.runCtx.Err())
+}
+
+// apply replays one of the guest's host calls on the parent's RunState. It
+// reports stopped when the replay stopped the guest on the parent's side: the
+// caller's OnProgress panicked.
+func (r *run) apply(f frame) (stopped bool, err error) {
+	d := &dec{b: f.payload}
+	switch f.t {
+	case evOutput:
+		b := d.bytes()
+		if d.done() == nil {
+			r.rs.OutputWrite(b, 0, uint32(len(b)))
+		}
+	case evError:
+		b := d.bytes()
+		if d.done() == nil {
+			r.rs.ErrorWrite(b, 0, uint32(len(b)))
+		}
+	case evLog:
+		level, b := int32(d.u32()), d.bytes()
+		if d.done() == nil {
+			r.rs.Log(b, level, 0, uint32(len(b)))
+		}
+	case evKPI:
+		name, v := d.bytes(), d.f64()
+		if d.done() == nil {
+			r.rs.KPI(name, 0, uint32(len(name)), v)
+		}
+	case evProgress:
+		p := int32(d.u32())
+		if d.done() == nil {
+			return r.progress(p), nil
+		}
+	case evStdout, evStderr:
+		b := d.bytes()
+		if d.done() == nil {
+			w := r.rs.Stdout()
+			if f.t == evStderr {
+				w = r.rs.Stderr()
+			}
+			_, _ = w.Write(b) // a stop is recorded in rs
+		}
+	default:
+		return false, fmt.Errorf("unknown event type %d", f.t)
+	}
+	return false, d.done()
+}
+
+// progress reports progress to the caller; a panic in its callback is the
+// run's internal error, as a panic in a host function is.
+func (r *run) progress(permille int32) (stopped bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.rs.Panicked(executor.FabricModule+".progress", p)
+			stopped = true
+		}
+	}()
+	r.rs.Progress(permille)
+	return false
+}
+
+// finish builds the Outcome from the worker's account of the run's end.
+func (r *run) finish(d *runDone) executor.Outcome {
+	if d.StopCode != "" {
+		r.rs.Stop(&protocol.TaskError{Code: d.StopCode, Message: d.StopMessage, Retryable: protocol.Retryable(d.StopCode)})
+	}
+	end := executor.End{
+		MemoryRefused:    d.MemoryRefused,
+		MemoryLimitBytes: r.limit,
+		Usage: protocol.ResourceUsage{
+			CPUSeconds:   float64(d.CPUNanos) / 1e9,
+			MemoryPeakMB: float64(d.PeakBytes) / (1 << 20),
+		},
+	}
+	if d.Metered {
+		fuel := d.FuelConsumed
+		end.Usage.FuelConsumed = &fuel
+	}
+	switch d.End {
+	case endReturned:
+		end.Returned, end.Return = true, d.Return
+	case endExit:
+		end.Err = r.rs.ExitStatus(d.ExitStatus)
+	case endError:
+		end.Err = &protocol.TaskError{Code: d.Code, Message: d.Message, Retryable: protocol.Retryable(d.Code)}
+	}
+	end.Duration = time.Since(r.start)
+	return r.rs.Outcome(end)
+}

@@ -1,0 +1,343 @@
+//go:build wasmer
+
+package wasmer
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/wasmerio/wasmer-go/wasmer"
+)
+
+// workerEnv marks a process as a wasmer worker; WorkerMain serves when it is
+// set to workerEnvValue.
+const (
+	workerEnv      = "FABRIC_WASMER_WORKER"
+	workerEnvValue = "1"
+)
+
+// The worker's ends of its two pipes: ExtraFiles 0 and 1 of the parent's
+// exec.Cmd.
+const (
+	workerRequestsFD = 3
+	workerEventsFD   = 4
+)
+
+// WorkerMain turns the process into a wasmer worker when the Engine started
+// it (FABRIC_WASMER_WORKER=1 in its environment): it serves the Engine over
+// its pipes and exits, never returning. In any other process it returns at
+// once. A binary that uses the wasmer Engine must call it first thing in main
+// (and a test binary, first thing in TestMain), before it parses flags or
+// starts anything:
+//
+//	func main() {
+//		wasmer.WorkerMain()
+//		...
+//	}
+func WorkerMain() {
+	if os.Getenv(workerEnv) != workerEnvValue {
+		return
+	}
+	os.Exit(serveWorker(os.NewFile(workerRequestsFD, "fabric-requests"), os.NewFile(workerEventsFD, "fabric-events")))
+}
+
+// worker is the state of a worker process: the wasmer engines, the modules
+// it holds, and the run in progress.
+type worker struct {
+	in       *bufio.Reader
+	ev       eventWriter
+	cfg      initConfig
+	metering bool
+	engines  [2]*engineState // unmetered, metered; created on first use
+	modules  map[moduleKey]*wasmer.Module
+}
+
+type moduleKey struct {
+	key     string
+	metered bool
+}
+
+// engineState is a wasmer engine, its store, and the host functions every
+// instance in that store imports.
+type engineState struct {
+	engine  *wasmer.Engine
+	store   *wasmer.Store
+	imports *wasmer.ImportObject
+	funcs   []*wasmer.Function // the host functions, kept alive
+}
+
+// serveWorker runs the worker's loop and returns its exit status: 0 when the
+// parent closed the requests pipe.
+func serveWorker(in io.Reader, out io.Writer) int {
+	w := &worker{in: bufio.NewReaderSize(in, 64<<10), modules: map[moduleKey]*wasmer.Module{}}
+	w.ev.w = bufio.NewWriterSize(out, 64<<10)
+	if err := w.handshake(); err != nil {
+		fmt.Fprintf(os.Stderr, "wasmer worker: %v\n", err)
+		return 1
+	}
+	for {
+		t, payload, err := readFrame(w.in)
+		if err == io.EOF {
+			return 0
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "wasmer worker: reading a request: %v\n", err)
+			return 1
+		}
+		if err := w.serve(t, payload); err != nil {
+			fmt.Fprintf(os.Stderr, "wasmer worker: %v\n", err)
+			return 1
+		}
+	}
+}
+
+func (w *worker) handshake() error {
+	t, payload, err := readFrame(w.in)
+	if err != nil {
+		return fmt.Errorf("reading the init frame: %w", err)
+	}
+	if t != msgInit {
+		return fmt.Errorf("first frame has type %d; want init (%d)", t, msgInit)
+	}
+	if err := w.cfg.decode(payload); err != nil {
+		return fmt.Errorf("init frame: %w", err)
+	}
+	hello := helloReply{Version: protocolVersion, PID: int64(os.Getpid())}
+	hello.Err = w.setup()
+	if err := w.ev.send(msgHello, hello.encode(), true); err != nil {
+		return err
+	}
+	if hello.Err != "" {
+		return fmt.Errorf("cannot serve: %s", hello.Err)
+	}
+	return nil
+}
+
+// setup applies the init config and prepares wasmer; it returns why the
+// worker cannot serve, or "".
+func (w *worker) setup() string {
+	if w.cfg.Version != protocolVersion {
+		return fmt.Sprintf("protocol version %d; this worker speaks %d", w.cfg.Version, protocolVersion)
+	}
+	if w.cfg.DataLimit > 0 {
+		lim := &syscall.Rlimit{Cur: w.cfg.DataLimit, Max: w.cfg.DataLimit}
+		if err := syscall.Setrlimit(syscall.RLIMIT_DATA, lim); err != nil {
+			return fmt.Sprintf("setting RLIMIT_DATA to %d: %v", w.cfg.DataLimit, err)
+		}
+	}
+	metering, err := loadNative()
+	if err != nil {
+		return err.Error()
+	}
+	w.metering = metering
+	if _, err := w.engine(false); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// engine returns the unmetered or the metered engine, creating it.
+func (w *worker) engine(metered bool) (es *engineState, err error) {
+	i := 0
+	if metered {
+		i = 1
+		if !w.metering {
+			return nil, fmt.Errorf("the wasmer library has no metering middleware")
+		}
+	}
+	if w.engines[i] != nil {
+		return w.engines[i], nil
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			es, err = nil, fmt.Errorf("creating a wasmer engine panicked: %v", p)
+		}
+	}()
+	cfg := wasmer.NewConfig().UseUniversalEngine().UseCraneliftCompiler()
+	if metered {
+		pushMetering(cfg)
+	}
+	es = &engineState{engine: wasmer.NewEngineWithConfig(cfg)}
+	es.store = wasmer.NewStore(es.engine)
+	if es.imports, es.funcs, err = hostImports(es.store); err != nil {
+		return nil, err
+	}
+	w.engines[i] = es
+	return es, nil
+}
+
+func (w *worker) serve(t byte, payload []byte) error {
+	switch t {
+	case msgCompile:
+		var q compileRequest
+		if err := q.decode(payload); err != nil {
+			return fmt.Errorf("compile request: %w", err)
+		}
+		reply := w.compile(&q)
+		return w.ev.send(msgCompiled, reply.encode(), true)
+	case msgLoad:
+		var q loadRequest
+		if err := q.decode(payload); err != nil {
+			return fmt.Errorf("load request: %w", err)
+		}
+		return w.ev.send(msgLoaded, []byte(w.load(&q)), true)
+	case msgDrop:
+		for _, metered := range []bool{false, true} {
+			k := moduleKey{string(payload), metered}
+			if m := w.modules[k]; m != nil {
+				m.Close()
+				delete(w.modules, k)
+			}
+		}
+		return nil
+	case msgRun:
+		var q runRequest
+		if err := q.decode(payload); err != nil {
+			return fmt.Errorf("run request: %w", err)
+		}
+		done := w.run(&q)
+		return w.ev.send(evDone, done.encode(), true)
+	}
+	return fmt.Errorf("unknown request type %d", t)
+}
+
+// compile compiles q.Wasm; wasmer's refusal is the reply's Err.
+func (w *worker) compile(q *compileRequest) (reply compiledReply) {
+	defer func() {
+		if p := recover(); p != nil {
+			reply = compiledReply{Err: fmt.Sprintf("the wasmer compiler panicked: %v", p)}
+		}
+	}()
+	es, err := w.engine(q.Metered)
+	if err != nil {
+		return compiledReply{Err: err.Error()}
+	}
+	m, err := wasmer.NewModule(es.store, q.Wasm)
+	if err != nil {
+		return compiledReply{Err: err.Error()}
+	}
+	if q.WantArtifact {
+		if reply.Artifact, err = m.Serialize(); err != nil {
+			m.Close()
+			return compiledReply{Err: fmt.Sprintf("serializing the compiled module: %v", err)}
+		}
+	}
+	if q.Key == "" {
+		m.Close()
+	} else {
+		w.keep(moduleKey{q.Key, q.Metered}, m)
+	}
+	return reply
+}
+
+// load deserializes an artifact this build of the worker produced; it
+// returns an error text, empty on success.
+func (w *worker) load(q *loadRequest) (errText string) {
+	defer func() {
+		if p := recover(); p != nil {
+			errText = fmt.Sprintf("deserializing the module panicked: %v", p)
+		}
+	}()
+	es, err := w.engine(q.Metered)
+	if err != nil {
+		return err.Error()
+	}
+	m, err := wasmer.DeserializeModule(es.store, q.Artifact)
+	if err != nil {
+		return fmt.Sprintf("deserializing the module: %v", err)
+	}
+	w.keep(moduleKey{q.Key, q.Metered}, m)
+	return ""
+}
+
+func (w *worker) keep(k moduleKey, m *wasmer.Module) {
+	if old := w.modules[k]; old != nil {
+		old.Close()
+	}
+	w.modules[k] = m
+}
+
+// eventWriter sends frames to the parent. Host functions (on the guest's
+// thread) and the run's flusher share it.
+type eventWriter struct {
+	mu  sync.Mutex
+	w   *bufio.Writer
+	err error
+}
+
+// send writes a frame, flushing when asked; the first error sticks (the
+// parent is gone, and the worker exits at its next request).
+func (e *eventWriter) send(t byte, payload []byte, flush bool) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.err != nil {
+		return e.err
+	}
+	e.err = writeFrame(e.w, t, payload)
+	if e.err == nil && flush {
+		e.err = e.w.Flush()
+	}
+	return e.err
+}
+
+func (e *eventWriter) flush() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.err == nil && e.w.Buffered() > 0 {
+		e.err = e.w.Flush()
+	}
+}
+
+// flushEvery flushes e every d until stop is closed, so that a guest's
+// events reach the parent while it runs; it closes done when it returns.
+func (e *eventWriter) flushEvery(d time.Duration, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			e.flush()
+		}
+	}
+}
+
+// internalDone reports a failure of the worker itself on a run's path.
+func internalDone(format string, args ...any) runDone {
+	return runDone{End: endError, Code: "internal", Message: fmt.Sprintf(format, args...)}
+}
+
+// run runs one task; it never panics.
+func (w *worker) run(q *runRequest) (done runDone) {
+	defer func() {
+		if p := recover(); p != nil {
+			done = internalDone("the wasmer worker panicked: %v\n%s", p, debug.Stack())
+		}
+		currentRun.Store(nil)
+	}()
+	m := w.modules[moduleKey{q.Key, q.Metered}]
+	if m == nil {
+		return internalDone("the worker does not hold module %q", q.Key)
+	}
+	es, err := w.engine(q.Metered)
+	if err != nil {
+		return internalDone("%v", err)
+	}
+	stop, flushed := make(chan struct{}), make(chan struct{})
+	go w.ev.flushEvery(10*time.Millisecond, stop, flushed)
+	defer func() {
+		close(stop)
+		<-flushed
+	}()
+	r := newGuestRun(w, q)
+	currentRun.Store(r)
+	return r.run(es, m)
+}
