@@ -77,7 +77,7 @@ func BenchmarkRunTiny(b *testing.B) {
 // floor under every task, below the engine's per-task work.
 func BenchmarkCallExport(b *testing.B) {
 	ctx := context.Background()
-	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(true))
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
 	defer r.Close(ctx)
 	mod, err := r.Instantiate(ctx, enginetest.Agent(b, "noop"))
 	if err != nil {

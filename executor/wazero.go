@@ -81,10 +81,14 @@ func (o *WazeroOptions) Validate() error {
 //   - memory: each run's linear memory is a fresh mmap reservation of the
 //     task's quota, committed as the guest grows; a grow past the quota fails
 //     (memory.grow returns -1) and makes a failing run memory_limit.
-//   - time: Compile instruments the module (package instrument) with a
-//     check of a stop flag at every function entry and loop header; a
-//     timeout, a cancelled ctx or Close sets the flag, so any runaway guest,
-//     looping or recursing, traps within one iteration or call.
+//   - time: Compile instruments the module (package instrument) so that
+//     the guest calls the host at least every instrument.Budget function
+//     entries, loop iterations or straight-line stretches; there a guest
+//     whose timeout passed, whose ctx was cancelled or whose engine is
+//     closing is stopped, so any runaway guest, looping or recursing, stops
+//     within microseconds. The same calls let the Go runtime stop the world
+//     for its garbage collector while guests run (compiled code has no
+//     safepoint of its own).
 //   - stack: wazero's call stack is capped (tens of MB); unbounded recursion
 //     traps with a "call stack exhausted" message.
 //
@@ -232,29 +236,27 @@ func (e *Wazero) Compile(ctx context.Context, spec ModuleSpec) (mod Module, err 
 		}
 	}
 
-	// The inspection's verdict comes first when it refuses on the ABI's
-	// grounds; a malformed binary gets wazero's (more precise) validation
-	// message, and the inspection's only if wazero accepted it.
-	info, inspectErr := InspectModule(spec.Wasm)
-	var checked CheckedModule
-	if inspectErr == nil {
-		if checked, err = CheckModule(info, spec, e.wasi, e.opts.MaxMemoryBytes); err != nil {
-			return nil, err
-		}
+	// wazero never sees a module that InspectModule refused: its decoder
+	// allocates by declared counts, so a malformed module of a few bytes
+	// could make it allocate gigabytes.
+	info, err := InspectModule(spec.Wasm)
+	if err != nil {
+		return nil, inspectError(err)
 	}
-	inst, instErr := instrument.Interrupts(spec.Wasm)
-	if inspectErr != nil || instErr != nil {
+	checked, err := CheckModule(info, spec, e.wasi, e.opts.MaxMemoryBytes)
+	if err != nil {
+		return nil, err
+	}
+	inst, err := instrument.Interrupts(spec.Wasm)
+	if err != nil {
 		// Let wazero's validation name the problem; if it accepts the
-		// module, refuse it for our reader's reason.
-		if compiled, err := e.compile(ctx, spec.Wasm); err != nil {
-			return nil, err
+		// module, refuse it for the instrumenter's reason.
+		if compiled, cerr := e.compile(ctx, spec.Wasm); cerr != nil {
+			return nil, cerr
 		} else {
 			_ = compiled.Close(ctx)
 		}
-		if inspectErr != nil {
-			return nil, inspectError(inspectErr)
-		}
-		return nil, protocol.Errorf(protocol.ErrInvalidModule, "instrumenting the module: %v", instErr)
+		return nil, protocol.Errorf(protocol.ErrInvalidModule, "instrumenting the module: %v", err)
 	}
 	compiled, err := e.compile(ctx, inst.Wasm)
 	if err != nil {

@@ -34,8 +34,8 @@ type wazeroRun struct {
 	module    *wazeroModule
 	callerCtx context.Context // Run's ctx
 	ctx       context.Context // the run's context: done on timeout, cancel or engine close
-	// interrupted is set when the run's context ended and the guest's stop
-	// flag was raised.
+	// interrupted is set once the run's context has ended: the guest is
+	// stopped at its next call into the host (its yield, at the latest).
 	interrupted atomic.Bool
 	mem         linearMemory
 	rand        SeededRand
@@ -157,6 +157,16 @@ func (e *Wazero) instantiateFabric(ctx context.Context) error {
 			WithGoModuleFunction(fn, apiTypes(f.Type.Params), apiTypes(f.Type.Results)).
 			Export(f.Name)
 	}
+	// The function that instrumented code calls every instrument.Budget
+	// checks: a safepoint for the Go runtime, and where a guest whose run
+	// ended is stopped.
+	yield := api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
+		if r, ok := ctx.Value(runKey{}).(*wazeroRun); ok {
+			r.checkInterrupted()
+		}
+		stack[0] = instrument.Budget
+	})
+	b.NewFunctionBuilder().WithGoModuleFunction(yield, nil, []api.ValueType{api.ValueTypeI32}).Export(instrument.YieldName)
 	_, err := b.Instantiate(ctx)
 	return err
 }
@@ -219,6 +229,7 @@ func (m *wazeroModule) Run(ctx context.Context, inv Invocation) (out Outcome) {
 	}
 	defer cancel()
 	defer context.AfterFunc(m.e.closing, cancel)()
+	defer context.AfterFunc(runCtx, func() { r.interrupted.Store(true) })()
 	r.module, r.callerCtx, r.ctx = m, ctx, runCtx
 	r.mem.limit = limit
 	defer r.mem.release()
@@ -266,14 +277,6 @@ func (m *wazeroModule) call(ctx, hctx context.Context, cfg wazero.ModuleConfig, 
 		return End{Err: m.classify(ctx, r, err, "instantiating the module: ")}
 	}
 	defer mod.Close(context.Background())
-	stopFlag, ok := mod.ExportedGlobal(instrument.StopGlobal).(api.MutableGlobal)
-	if !ok {
-		return End{Err: protocol.NewTaskError(protocol.CodeInternal, "the instrumented module has no %s global", instrument.StopGlobal)}
-	}
-	defer context.AfterFunc(r.ctx, func() {
-		r.interrupted.Store(true)
-		stopFlag.Set(1)
-	})()
 	if m.start {
 		if _, err := mod.ExportedFunction(instrument.StartExport).Call(hctx); err != nil {
 			return End{Err: m.classify(ctx, r, err, "start function: ")}
@@ -314,8 +317,6 @@ func (m *wazeroModule) classify(ctx context.Context, r *wazeroRun, err error, wh
 	}
 	msg := err.Error()
 	switch {
-	case r.interrupted.Load() && strings.HasPrefix(msg, "wasm error: unreachable"):
-		return m.interrupted(ctx, r) // the instrumented stop check trapped
 	case msg == "stack overflow" || strings.HasPrefix(msg, "wasm error: stack overflow"):
 		return protocol.NewTaskError(protocol.CodeTrap,
 			"%scall stack exhausted (stack overflow): the guest recursed too deeply\n%s", where, msg)

@@ -1,31 +1,48 @@
-// Package instrument rewrites a WebAssembly module so that its host can
-// interrupt it from another goroutine, cheaply and wherever it runs.
+// Package instrument rewrites a WebAssembly module so that its guest comes
+// back to the host, regularly and cheaply, wherever it runs.
 //
-// Interrupts adds one mutable i32 global, exported as StopGlobal, and puts
-// this check at the start of every function body and of every loop body:
+// A guest compiled to machine code by wazero runs on a goroutine that the Go
+// runtime cannot preempt: its code has no safepoint. Such a guest in a long
+// loop does not only ignore its timeout; it also blocks every stop-the-world
+// phase of the garbage collector, which freezes the whole process (timers
+// included) until the guest calls into Go. wazero's WithCloseOnContextDone
+// leaves the compiled code for Go at every loop iteration (tens of
+// nanoseconds each) and not at function entries, so a loop-free recursion
+// that is exponential in time (naive Fibonacci) is never stopped.
 //
-//	global.get $stop
+// Interrupts adds a mutable i32 global, the budget, and an imported host
+// function, YieldModule.YieldName of type () -> (i32), and puts a check at
+// the start of every function body, of every loop body, and after every
+// SegmentInstructions instructions of straight-line code:
+//
+//	global.get $budget
+//	i32.const 1
+//	i32.sub
+//	global.set $budget
+//	global.get $budget
+//	i32.const 0
+//	i32.le_s
 //	if
-//	  unreachable
+//	  call $yield
+//	  global.set $budget
 //	end
 //
-// A guest can run for long only by looping or by calling functions (a
-// loop-free recursion that is exponential in time, such as naive Fibonacci,
-// never loops), so setting the global to 1 traps it within one loop
-// iteration or one call. The check is a load and a predictable branch, a
-// nanosecond or so; wazero's own WithCloseOnContextDone instead leaves the
-// compiled code for Go at every loop iteration (tens of nanoseconds) and
-// does not check function entries at all.
+// so the guest calls the host at least once every Budget checks: a few
+// nanoseconds per check, one Go call per Budget checks. The host's yield
+// function is a safepoint, decides whether the guest must stop (it traps
+// it), and returns the next budget (normally Budget).
 //
-// The module's start function would run during instantiation, before the
-// host can reach the new global, so the start section is removed and the
-// function exported as StartExport instead: the host calls it right after
-// instantiating, which is what instantiation would have done.
+// The added import shifts the index of every function the module defines by
+// one, so every reference to one is renumbered: calls, ref.func, exports,
+// element segments, global initializers and the name section.
 //
-// Only the function bodies and the global, export and start sections are
-// touched; every other section is copied, except DWARF custom sections
-// (".debug_*"), whose code offsets the inserted checks would make wrong. The
-// engine validates the rewritten module as it would have the original.
+// The module's start function would run during instantiation, with no way
+// to stop it, so the start section is removed and the function exported as
+// StartExport: the host calls it right after instantiating, which is what
+// instantiation would have done. Tables get a maximum (see MaxTableEntries).
+// DWARF custom sections (".debug_*") are dropped: the inserted checks make
+// their code offsets wrong. The engine validates the rewritten module as it
+// would have the original.
 package instrument
 
 import (
@@ -36,12 +53,28 @@ import (
 	"github.com/chimera-fabric/fabric/executor/internal/leb128"
 )
 
-// Names of the exports Interrupts adds. A module that already exports one of
-// them is refused.
+// The host function Interrupts imports, and the export of the start
+// function. A module that already exports StartExport is refused.
 const (
-	StopGlobal  = "fabric:stop"
+	YieldModule = "fabric"
+	YieldName   = "fabric:yield"
 	StartExport = "fabric:start"
 )
+
+// Budget is the number of checks between two calls of the yield function;
+// the yield function normally returns it.
+const Budget = 1024
+
+// SegmentInstructions is the most instructions of straight-line code left
+// without a check.
+const SegmentInstructions = 1024
+
+// MaxTableEntries caps the entries of a module's tables, all together: a
+// table lives outside linear memory and its quota, so Interrupts rewrites
+// every table's maximum so that the tables cannot grow past this many
+// entries in all (table.grow past it returns -1). Each table may grow by an
+// equal share of what its initial sizes leave.
+const MaxTableEntries = 1 << 20
 
 // Module is an instrumented module.
 type Module struct {
@@ -54,9 +87,13 @@ type Module struct {
 // Section ids, and their order in a binary (custom sections aside).
 const (
 	secCustom = 0
+	secType   = 1
+	secImport = 2
+	secTable  = 4
 	secGlobal = 6
 	secExport = 7
 	secStart  = 8
+	secElem   = 9
 	secCode   = 10
 )
 
@@ -65,6 +102,20 @@ var sectionRank = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 
 type section struct {
 	id   byte
 	body []byte
+}
+
+// rewriter holds what the sections' rewrites need.
+type rewriter struct {
+	importedFuncs uint32 // function imports of the original; the yield function's index
+	check         []byte
+}
+
+// funcIndex renumbers a function index of the original module.
+func (w *rewriter) funcIndex(idx uint32) uint32 {
+	if idx >= w.importedFuncs {
+		return idx + 1
+	}
+	return idx
 }
 
 // Interrupts instruments b; see the package documentation.
@@ -87,21 +138,18 @@ func Interrupts(b []byte) (Module, error) {
 		secs = append(secs, section{id, body})
 	}
 
-	var importedGlobals, definedGlobals, start uint32
+	var types, importedGlobals, definedGlobals, start uint32
+	w := &rewriter{}
 	hasStart := false
 	for _, s := range secs {
 		r := &reader{b: s.body}
 		switch s.id {
-		case 2:
-			importedGlobals = countImportedGlobals(r)
+		case secType:
+			types = r.u32()
+		case secImport:
+			w.importedFuncs, importedGlobals = countImports(r)
 		case secGlobal:
 			definedGlobals = r.u32()
-		case secExport:
-			for _, name := range exportNames(r) {
-				if name == StopGlobal || name == StartExport {
-					return Module{}, fmt.Errorf("the module exports %q, a name reserved for the host", name)
-				}
-			}
 		case secStart:
 			start, hasStart = r.u32(), true
 		}
@@ -109,71 +157,123 @@ func Interrupts(b []byte) (Module, error) {
 			return Module{}, fmt.Errorf("%s section: %w", sectionName(s.id), r.err)
 		}
 	}
-	stop := importedGlobals + definedGlobals
-	check := append(append([]byte{0x23}, leb128.AppendUint(nil, uint64(stop))...), 0x04, 0x40, 0x00, 0x0b)
+	budget := importedGlobals + definedGlobals
+	yield := w.importedFuncs
+	g := leb128.AppendUint(nil, uint64(budget))
+	w.check = cat([]byte{0x23}, g, []byte{0x41, 0x01, 0x6b, 0x24}, g,
+		[]byte{0x23}, g, []byte{0x41, 0x00, 0x4c, 0x04, 0x40, 0x10}, leb128.AppendUint(nil, uint64(yield)),
+		[]byte{0x24}, g, []byte{0x0b})
 
-	// The added global: (global (mut i32) (i32.const 0)).
-	global := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
-	exports := appendName(nil, StopGlobal)
-	exports = append(exports, 0x03)
-	exports = leb128.AppendUint(exports, uint64(stop))
-	nExports := uint32(1)
+	// What the module gets: the yield function's type and import, the
+	// budget global, and the start function's export.
+	newType := []byte{0x60, 0x00, 0x01, 0x7f} // () -> (i32)
+	newImport := cat(appendName(nil, YieldModule), appendName(nil, YieldName), []byte{0x00}, leb128.AppendUint(nil, uint64(types)))
+	newGlobal := cat([]byte{0x7f, 0x01, 0x41}, leb128.AppendInt(nil, Budget), []byte{0x0b})
+	var newExports []byte
+	nExports := uint32(0)
 	if hasStart {
-		exports = appendName(exports, StartExport)
-		exports = append(exports, 0x00)
-		exports = leb128.AppendUint(exports, uint64(start))
-		nExports++
+		newExports = cat(appendName(nil, StartExport), []byte{0x00}, leb128.AppendUint(nil, uint64(w.funcIndex(start))))
+		nExports = 1
 	}
 
-	out := make([]byte, 0, len(b)+len(b)/8+64)
+	out := make([]byte, 0, len(b)+len(b)/4+64)
 	out = append(out, b[:8]...)
-	globalDone, exportDone := false, false
-	addGlobals := func(old []byte) {
-		out = appendVecSection(out, secGlobal, old, 1, global)
-		globalDone = true
-	}
-	addExports := func(old []byte) {
-		out = appendVecSection(out, secExport, old, nExports, exports)
-		exportDone = true
+	done := map[byte]bool{}
+	add := func(id byte, old []byte) error {
+		var err error
+		switch id {
+		case secType:
+			out, err = appendVecSection(out, id, old, 1, newType)
+		case secImport:
+			out, err = appendVecSection(out, id, old, 1, newImport)
+		case secGlobal:
+			var body []byte
+			if old != nil {
+				body, err = w.globals(old)
+			}
+			if err == nil {
+				out, err = appendVecSection(out, id, body, 1, newGlobal)
+			}
+		case secExport:
+			var body []byte
+			if old != nil {
+				body, err = w.exports(old)
+			}
+			if err == nil && (body != nil || nExports > 0) {
+				out, err = appendVecSection(out, id, body, nExports, newExports)
+			}
+		}
+		done[id] = true
+		return err
 	}
 	for _, s := range secs {
 		if s.id != secCustom {
-			if rank := sectionRank[s.id]; !globalDone && rank > sectionRank[secGlobal] {
-				addGlobals(nil)
-			}
-			if rank := sectionRank[s.id]; !exportDone && rank > sectionRank[secExport] {
-				addExports(nil)
+			for _, id := range []byte{secType, secImport, secGlobal, secExport} {
+				if !done[id] && sectionRank[s.id] > sectionRank[id] {
+					if err := add(id, nil); err != nil {
+						return Module{}, err
+					}
+				}
 			}
 		}
+		var body []byte
+		var err error
 		switch s.id {
-		case secGlobal:
-			addGlobals(s.body)
-		case secExport:
-			addExports(s.body)
+		case secType, secImport, secGlobal, secExport:
+			err = add(s.id, s.body)
 		case secStart:
 			// Removed: the host calls StartExport after instantiation.
+		case secTable:
+			if body, err = capTables(s.body); err == nil {
+				out = appendSection(out, s.id, body)
+			}
+		case secElem:
+			if body, err = w.elements(s.body); err == nil {
+				out = appendSection(out, s.id, body)
+			}
 		case secCode:
-			code, err := instrumentCode(s.body, check)
-			if err != nil {
-				return Module{}, fmt.Errorf("code section: %w", err)
+			if body, err = w.code(s.body); err == nil {
+				out = appendSection(out, s.id, body)
 			}
-			out = appendSection(out, secCode, code)
 		case secCustom:
-			if name, _ := (&reader{b: s.body}).name(); strings.HasPrefix(name, ".debug_") {
-				continue
+			name, _ := (&reader{b: s.body}).name()
+			switch {
+			case strings.HasPrefix(name, ".debug_"):
+			case name == "name":
+				// Renumbered; dropped if malformed (it is only names).
+				if body, nerr := w.names(s.body); nerr == nil {
+					out = appendSection(out, s.id, body)
+				}
+			default:
+				out = appendSection(out, s.id, s.body)
 			}
-			out = appendSection(out, s.id, s.body)
 		default:
 			out = appendSection(out, s.id, s.body)
 		}
+		if err != nil {
+			return Module{}, fmt.Errorf("%s section: %w", sectionName(s.id), err)
+		}
 	}
-	if !globalDone {
-		addGlobals(nil)
-	}
-	if !exportDone {
-		addExports(nil)
+	for _, id := range []byte{secType, secImport, secGlobal, secExport} {
+		if !done[id] {
+			if err := add(id, nil); err != nil {
+				return Module{}, err
+			}
+		}
 	}
 	return Module{Wasm: out, HasStart: hasStart}, nil
+}
+
+func cat(parts ...[]byte) []byte {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := make([]byte, 0, n)
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
 }
 
 func appendSection(out []byte, id byte, body []byte) []byte {
@@ -184,18 +284,21 @@ func appendSection(out []byte, id byte, body []byte) []byte {
 
 // appendVecSection appends a vector section made of old's elements (old may
 // be nil) followed by n more, encoded in extra.
-func appendVecSection(out []byte, id byte, old []byte, n uint32, extra []byte) []byte {
+func appendVecSection(out []byte, id byte, old []byte, n uint32, extra []byte) ([]byte, error) {
 	var count uint32
 	var rest []byte
 	if old != nil {
 		r := &reader{b: old}
 		count = r.u32()
+		if r.err != nil {
+			return nil, fmt.Errorf("%s section: %w", sectionName(id), r.err)
+		}
 		rest = old[r.off:]
 	}
-	body := leb128.AppendUint(nil, uint64(count+n))
+	body := leb128.AppendUint(make([]byte, 0, 5+len(rest)+len(extra)), uint64(count+n))
 	body = append(body, rest...)
 	body = append(body, extra...)
-	return appendSection(out, id, body)
+	return appendSection(out, id, body), nil
 }
 
 func appendName(out []byte, name string) []byte {
@@ -205,28 +308,36 @@ func appendName(out []byte, name string) []byte {
 
 func sectionName(id byte) string {
 	switch id {
-	case 2:
+	case secType:
+		return "type"
+	case secImport:
 		return "import"
+	case secTable:
+		return "table"
 	case secGlobal:
 		return "global"
 	case secExport:
 		return "export"
 	case secStart:
 		return "start"
+	case secElem:
+		return "element"
+	case secCode:
+		return "code"
 	}
 	return fmt.Sprintf("section %d", id)
 }
 
-// countImportedGlobals reads an import section and counts its globals.
-func countImportedGlobals(r *reader) uint32 {
-	var globals uint32
+// countImports counts an import section's functions and globals.
+func countImports(r *reader) (funcs, globals uint32) {
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
-		r.name()
-		r.name()
+		_, _ = r.name()
+		_, _ = r.name()
 		switch kind := r.byte(); kind {
 		case 0x00: // function: type index
 			r.u32()
+			funcs++
 		case 0x01: // table: reference type, limits
 			r.byte()
 			r.limits()
@@ -243,27 +354,195 @@ func countImportedGlobals(r *reader) uint32 {
 			r.fail(fmt.Errorf("import %d: unknown kind 0x%02x", i, kind))
 		}
 	}
-	return globals
+	return funcs, globals
 }
 
-func exportNames(r *reader) []string {
-	n := r.u32()
-	var names []string
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		name, _ := r.name()
-		r.byte()
-		r.u32()
-		names = append(names, name)
-	}
-	return names
-}
-
-// instrumentCode puts check at the start of every function body and loop
-// body of a code section.
-func instrumentCode(body []byte, check []byte) ([]byte, error) {
+// exports renumbers the function exports, refusing StartExport.
+func (w *rewriter) exports(body []byte) ([]byte, error) {
 	r := &reader{b: body}
 	n := r.u32()
-	out := leb128.AppendUint(make([]byte, 0, len(body)+len(body)/8+16), uint64(n))
+	out := leb128.AppendUint(make([]byte, 0, len(body)+8), uint64(n))
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		name, _ := r.name()
+		if name == StartExport {
+			return nil, fmt.Errorf("the module exports %q, a name reserved for the host", name)
+		}
+		kind := r.byte()
+		idx := r.u32()
+		if kind == 0x00 {
+			idx = w.funcIndex(idx)
+		}
+		out = append(appendName(out, name), kind)
+		out = leb128.AppendUint(out, uint64(idx))
+	}
+	return out, r.end()
+}
+
+// globals renumbers ref.func in the globals' initializers.
+func (w *rewriter) globals(body []byte) ([]byte, error) {
+	r := &reader{b: body}
+	n := r.u32()
+	out := leb128.AppendUint(make([]byte, 0, len(body)+8), uint64(n))
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		at := r.off
+		r.byte() // value type
+		r.byte() // mutability
+		out = append(out, body[at:r.off]...)
+		out = w.constExpr(r, out)
+	}
+	return out, r.end()
+}
+
+// constExpr copies a constant expression, renumbering ref.func.
+func (w *rewriter) constExpr(r *reader, out []byte) []byte {
+	for r.err == nil {
+		at := r.off
+		op := r.byte()
+		if op == 0xd2 {
+			out = append(out, op)
+			out = leb128.AppendUint(out, uint64(w.funcIndex(r.u32())))
+			continue
+		}
+		skipImmediates(r, op)
+		out = append(out, r.b[at:r.off]...)
+		if op == 0x0b {
+			break
+		}
+	}
+	return out
+}
+
+// elements renumbers the function indices of the element segments.
+func (w *rewriter) elements(body []byte) ([]byte, error) {
+	r := &reader{b: body}
+	n := r.u32()
+	out := leb128.AppendUint(make([]byte, 0, len(body)+8), uint64(n))
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		flags := r.u32()
+		if flags > 7 {
+			return nil, fmt.Errorf("element segment %d: flags %d; want 0..7", i, flags)
+		}
+		out = leb128.AppendUint(out, uint64(flags))
+		if flags&3 == 2 { // explicit table index
+			out = leb128.AppendUint(out, uint64(r.u32()))
+		}
+		if flags&1 == 0 { // active: an offset
+			out = w.constExpr(r, out)
+		}
+		if flags&3 != 0 { // element kind or reference type
+			out = append(out, r.byte())
+		}
+		m := r.u32()
+		out = leb128.AppendUint(out, uint64(m))
+		for j := uint32(0); j < m && r.err == nil; j++ {
+			if flags&4 == 0 {
+				out = leb128.AppendUint(out, uint64(w.funcIndex(r.u32())))
+			} else {
+				out = w.constExpr(r, out)
+			}
+		}
+	}
+	return out, r.end()
+}
+
+// names renumbers the function names (subsection 1) and the functions of
+// local names (subsection 2) of the name section; the others are copied.
+func (w *rewriter) names(body []byte) ([]byte, error) {
+	r := &reader{b: body}
+	name, _ := r.name()
+	out := appendName(make([]byte, 0, len(body)+16), name)
+	for r.off < len(r.b) && r.err == nil {
+		id := r.byte()
+		sub := r.take(r.u32())
+		if r.err != nil {
+			break
+		}
+		if id != 1 && id != 2 {
+			out = append(out, id)
+			out = leb128.AppendUint(out, uint64(len(sub)))
+			out = append(out, sub...)
+			continue
+		}
+		sr := &reader{b: sub}
+		n := sr.u32()
+		nb := leb128.AppendUint(make([]byte, 0, len(sub)+8), uint64(n))
+		for i := uint32(0); i < n && sr.err == nil; i++ {
+			nb = leb128.AppendUint(nb, uint64(w.funcIndex(sr.u32())))
+			at := sr.off
+			if id == 1 {
+				_, _ = sr.name()
+			} else {
+				locals := sr.u32()
+				for j := uint32(0); j < locals && sr.err == nil; j++ {
+					sr.u32()
+					_, _ = sr.name()
+				}
+			}
+			nb = append(nb, sub[at:sr.off]...)
+		}
+		if err := sr.end(); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+		out = leb128.AppendUint(out, uint64(len(nb)))
+		out = append(out, nb...)
+	}
+	return out, r.end()
+}
+
+// capTables re-encodes a table section with every table's maximum capped
+// so that all of them together stay within MaxTableEntries.
+func capTables(body []byte) ([]byte, error) {
+	type table struct {
+		ref      byte
+		min, max uint64
+		hasMax   bool
+	}
+	r := &reader{b: body}
+	n := r.u32()
+	if r.err == nil && uint64(n) > uint64(len(body)) {
+		r.fail(fmt.Errorf("%d tables in %d bytes", n, len(body)))
+	}
+	var tables []table
+	var sum uint64
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		t := table{ref: r.byte()}
+		flags := r.byte()
+		if flags > 1 {
+			r.fail(fmt.Errorf("table %d: limits flags 0x%02x; want 0 or 1", i, flags))
+			break
+		}
+		t.min = r.uleb(32)
+		if t.hasMax = flags == 1; t.hasMax {
+			t.max = r.uleb(32)
+		}
+		sum += t.min
+		tables = append(tables, t)
+	}
+	if err := r.end(); err != nil {
+		return nil, err
+	}
+	if sum > MaxTableEntries {
+		return nil, fmt.Errorf("the tables start with %d entries; the limit is %d in all", sum, MaxTableEntries)
+	}
+	out := leb128.AppendUint(nil, uint64(n))
+	for _, t := range tables {
+		limit := t.min + (MaxTableEntries-sum)/uint64(len(tables))
+		if !t.hasMax || t.max > limit {
+			t.max = limit
+		}
+		out = append(out, t.ref, 0x01)
+		out = leb128.AppendUint(out, t.min)
+		out = leb128.AppendUint(out, t.max)
+	}
+	return out, nil
+}
+
+// code instruments every function body of a code section.
+func (w *rewriter) code(body []byte) ([]byte, error) {
+	r := &reader{b: body}
+	n := r.u32()
+	out := leb128.AppendUint(make([]byte, 0, len(body)+len(body)/4+16), uint64(n))
 	var fn []byte
 	for i := uint32(0); i < n; i++ {
 		size := r.u32()
@@ -272,23 +551,19 @@ func instrumentCode(body []byte, check []byte) ([]byte, error) {
 			return nil, fmt.Errorf("function body %d: %w", i, r.err)
 		}
 		var err error
-		fn, err = instrumentFunc(fn[:0], fb, check)
-		if err != nil {
+		if fn, err = w.function(fn[:0], fb); err != nil {
 			return nil, fmt.Errorf("function body %d: %w", i, err)
 		}
 		out = leb128.AppendUint(out, uint64(len(fn)))
 		out = append(out, fn...)
 	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	if r.off != len(body) {
-		return nil, fmt.Errorf("%d bytes after the last function body", len(body)-r.off)
-	}
-	return out, nil
+	return out, r.end()
 }
 
-func instrumentFunc(out, fb, check []byte) ([]byte, error) {
+// function instruments one function body: a check at its start, at the
+// start of every loop body, and after every SegmentInstructions
+// instructions without one; function indices are renumbered.
+func (w *rewriter) function(out, fb []byte) ([]byte, error) {
 	r := &reader{b: fb}
 	groups := r.u32()
 	for i := uint32(0); i < groups && r.err == nil; i++ {
@@ -299,17 +574,29 @@ func instrumentFunc(out, fb, check []byte) ([]byte, error) {
 		return nil, fmt.Errorf("locals: %w", r.err)
 	}
 	out = append(out, fb[:r.off]...)
-	out = append(out, check...)
+	out = append(out, w.check...)
+	since := 0
 	for r.off < len(fb) {
 		at := r.off
 		op := r.byte()
-		skipImmediates(r, op)
+		switch op {
+		case 0x10, 0x12, 0xd2: // call, return_call, ref.func
+			idx := r.u32()
+			out = append(out, op)
+			out = leb128.AppendUint(out, uint64(w.funcIndex(idx)))
+		default:
+			skipImmediates(r, op)
+			out = append(out, fb[at:r.off]...)
+		}
 		if r.err != nil {
 			return nil, fmt.Errorf("instruction 0x%02x at offset %d: %w", op, at, r.err)
 		}
-		out = append(out, fb[at:r.off]...)
-		if op == 0x03 { // loop
-			out = append(out, check...)
+		since++
+		// A check is valid between any two instructions: it leaves the
+		// operand stack as it found it. Not after the body's final end.
+		if (op == 0x03 || since >= SegmentInstructions) && r.off < len(fb) {
+			out = append(out, w.check...)
+			since = 0
 		}
 	}
 	return out, nil
@@ -433,6 +720,14 @@ func (r *reader) fail(err error) {
 	if r.err == nil {
 		r.err = err
 	}
+}
+
+// end is the reader's error, or one for bytes left unread.
+func (r *reader) end() error {
+	if r.err == nil && r.off != len(r.b) {
+		r.err = fmt.Errorf("%d bytes left over", len(r.b)-r.off)
+	}
+	return r.err
 }
 
 func (r *reader) byte() byte {

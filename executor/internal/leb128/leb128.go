@@ -62,3 +62,15 @@ func AppendUint(b []byte, v uint64) []byte {
 		b = append(b, c|0x80)
 	}
 }
+
+// AppendInt appends v's signed LEB128 encoding to b.
+func AppendInt(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
