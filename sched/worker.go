@@ -200,6 +200,9 @@ func (s *Scheduler) finish(ctx context.Context, t *store.TaskRecord, rt *running
 	default:
 		t.AttemptErrors = append(t.AttemptErrors, *out.Err)
 		t.State = protocol.StateFailed
+		if out.Err.Code == protocol.CodeCancelled {
+			t.State = protocol.StateCancelled
+		}
 		t.FinishedAt, t.NextAttemptAt = &now, nil
 	}
 	if rt != nil {

@@ -192,10 +192,18 @@ func load(mode string, args []string, getenv func(string) string) (config, error
 	fs.SetOutput(os.Stderr)
 	var configFile string
 	fs.StringVar(&configFile, "config", getenv("FABRIC_CONFIG"), "optional config file: lines of name = value, names as the flags'")
-	byName := map[string]setting{}
+	// Flags are validated as parsed, and kept to be applied last.
+	type flagValue struct{ name, value string }
+	var given []flagValue
 	for _, s := range ss {
-		byName[s.name] = s
-		fs.Func(s.name, s.help+" ["+envName(s.name)+"] (default "+orNone(s.show())+")", s.set)
+		s := s
+		fs.Func(s.name, s.help+" ["+envName(s.name)+"] (default "+orNone(s.show())+")", func(v string) error {
+			if err := s.set(v); err != nil {
+				return err
+			}
+			given = append(given, flagValue{s.name, v})
+			return nil
+		})
 	}
 	// Parse once to find --config, then apply file, environment and flags
 	// in order of precedence.
@@ -207,7 +215,7 @@ func load(mode string, args []string, getenv func(string) string) (config, error
 	}
 	c = defaultConfig()
 	ss = c.settings(mode)
-	byName = map[string]setting{}
+	byName := map[string]setting{}
 	for _, s := range ss {
 		byName[s.name] = s
 	}
@@ -223,16 +231,10 @@ func load(mode string, args []string, getenv func(string) string) (config, error
 			}
 		}
 	}
-	var flagErr error
-	fs.Visit(func(f *flag.Flag) {
-		if s, ok := byName[f.Name]; ok && flagErr == nil {
-			if err := s.set(f.Value.String()); err != nil {
-				flagErr = fmt.Errorf("--%s: %v", f.Name, err)
-			}
+	for _, f := range given {
+		if err := byName[f.name].set(f.value); err != nil {
+			return c, fmt.Errorf("--%s: %v", f.name, err)
 		}
-	})
-	if flagErr != nil {
-		return c, flagErr
 	}
 	return c, c.Validate(mode)
 }
