@@ -9,6 +9,7 @@ import (
 	"math"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wasmerio/wasmer-go/wasmer"
@@ -35,6 +36,12 @@ type guestRun struct {
 
 	wallNext, monoNext int64 // the fake clocks' next readings
 	wasiFailed         string
+
+	// sampled is the memory the flusher samples, so that the parent knows
+	// the memory's size should it have to kill the worker.
+	sampleMu  sync.Mutex
+	sampled   *wasmer.Memory
+	lastPages uint32
 }
 
 func newGuestRun(w *worker, q *runRequest) *guestRun {
@@ -89,6 +96,25 @@ func threadCPU() uint64 {
 	return uint64(ts.Nano())
 }
 
+// sampleMemory reports the memory's size to the parent when it changed.
+func (r *guestRun) sampleMemory() {
+	r.sampleMu.Lock()
+	defer r.sampleMu.Unlock()
+	if r.sampled == nil {
+		return
+	}
+	if pages := uint32(r.sampled.Size()); pages != r.lastPages {
+		r.lastPages = pages
+		r.emit(evMemory, (&enc{}).u32(pages).b)
+	}
+}
+
+func (r *guestRun) setSampled(m *wasmer.Memory) {
+	r.sampleMu.Lock()
+	defer r.sampleMu.Unlock()
+	r.sampled = m
+}
+
 // memory is the guest's whole linear memory as it is now.
 func (r *guestRun) memory() []byte {
 	if r.mem == nil {
@@ -138,6 +164,7 @@ func (r *guestRun) run(es *engineState, m *wasmer.Module) runDone {
 	}
 	r.inst = inst
 	defer func() {
+		r.setSampled(nil)
 		r.inst, r.mem = nil, nil
 		inst.Close()
 	}()
@@ -145,6 +172,7 @@ func (r *guestRun) run(es *engineState, m *wasmer.Module) runDone {
 		if r.mem, err = inst.Exports.GetMemory(exportMemory); err != nil {
 			return internalDone("the instrumented module has no %q export: %v", exportMemory, err)
 		}
+		r.setSampled(r.mem)
 	}
 	var refused *wasmer.Global
 	if q.GrowGuarded {

@@ -117,6 +117,10 @@ type run struct {
 	limit  uint64
 	start  time.Time
 	w      *proc // the worker, while the run holds it
+	// started says the guest was sent to a worker; peakPages is the largest
+	// memory size the worker reported meanwhile.
+	started   bool
+	peakPages uint32
 }
 
 // Run implements executor.Module.
@@ -205,6 +209,7 @@ func (m *module) run(ctx context.Context, inv executor.Invocation, crash byte) (
 		Seed:        inv.Seed,
 		Crash:       crash,
 	}
+	r.started = true
 	if err := w.send(msgRun, q.encode()); err != nil {
 		e.pool.discard(w, err)
 		return r.fail(protocol.NewTaskError(protocol.CodeInternal, "sending the task to the wasmer worker: %v", err))
@@ -272,9 +277,16 @@ func (r *run) prepare(w *proc, art []byte, metered bool) error {
 	return nil
 }
 
-// fail ends the run with err before or instead of the guest's own end.
+// fail ends the run with err before or instead of the guest's own end. A
+// guest that started used at least its initial memory and what the worker
+// last reported.
 func (r *run) fail(err *protocol.TaskError) executor.Outcome {
-	return r.rs.Outcome(executor.End{Err: err, MemoryLimitBytes: r.limit, Duration: time.Since(r.start)})
+	end := executor.End{Err: err, MemoryLimitBytes: r.limit, Duration: time.Since(r.start)}
+	if r.started {
+		peak := max(r.m.initialMemory, uint64(r.peakPages)*executor.WasmPageSize)
+		end.Usage.MemoryPeakMB = float64(peak) / (1 << 20)
+	}
+	return r.rs.Outcome(end)
 }
 
 // failBefore ends a run that could not start: its context ended, the engine
@@ -334,6 +346,11 @@ func (r *run) apply(f frame) (stopped bool, err error) {
 		p := int32(d.u32())
 		if d.done() == nil {
 			return r.progress(p), nil
+		}
+	case evMemory:
+		pages := d.u32()
+		if d.done() == nil {
+			r.peakPages = max(r.peakPages, pages)
 		}
 	case evStdout, evStderr:
 		b := d.bytes()

@@ -43,6 +43,7 @@ const (
 	evStdout   byte = 35 // bytes written to fd 1
 	evStderr   byte = 36 // bytes written to fd 2
 	evDone     byte = 37 // runDone
+	evMemory   byte = 38 // the linear memory's size in pages, when it changed
 )
 
 // maxFrame bounds a frame; a compiled artifact is the largest.

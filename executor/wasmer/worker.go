@@ -294,9 +294,10 @@ func (e *eventWriter) flush() {
 	}
 }
 
-// flushEvery flushes e every d until stop is closed, so that a guest's
-// events reach the parent while it runs; it closes done when it returns.
-func (e *eventWriter) flushEvery(d time.Duration, stop <-chan struct{}, done chan<- struct{}) {
+// flushEvery calls tick and flushes e every d until stop is closed, so that
+// a guest's events reach the parent while it runs; it closes done when it
+// returns.
+func (e *eventWriter) flushEvery(d time.Duration, tick func(), stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTicker(d)
 	defer t.Stop()
@@ -305,6 +306,7 @@ func (e *eventWriter) flushEvery(d time.Duration, stop <-chan struct{}, done cha
 		case <-stop:
 			return
 		case <-t.C:
+			tick()
 			e.flush()
 		}
 	}
@@ -331,13 +333,13 @@ func (w *worker) run(q *runRequest) (done runDone) {
 	if err != nil {
 		return internalDone("%v", err)
 	}
+	r := newGuestRun(w, q)
 	stop, flushed := make(chan struct{}), make(chan struct{})
-	go w.ev.flushEvery(10*time.Millisecond, stop, flushed)
+	go w.ev.flushEvery(10*time.Millisecond, r.sampleMemory, stop, flushed)
 	defer func() {
 		close(stop)
 		<-flushed
 	}()
-	r := newGuestRun(w, q)
 	currentRun.Store(r)
 	return r.run(es, m)
 }
