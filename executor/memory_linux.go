@@ -4,6 +4,7 @@ package executor
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero/experimental"
@@ -11,23 +12,85 @@ import (
 )
 
 // linearMemory is the experimental.MemoryAllocator of one run: it reserves
-// the task's memory quota as one PROT_NONE mapping and makes pages readable
-// and writable as the guest grows, so the memory never moves, a grow past the
-// quota is refused (the guest sees memory.grow return -1), and nothing of a
-// run's memory outlives the run or is seen by another (each run maps fresh,
-// zeroed pages). It records the high-water mark for memory_peak_mb.
+// the task's memory quota as one mapping and makes pages readable and
+// writable as the guest grows, so the memory never moves, a grow past the
+// quota is refused (the guest sees memory.grow return -1), and the
+// high-water mark is known for memory_peak_mb.
+//
+// Reservations are pooled: a run's reservation is zeroed with
+// madvise(MADV_DONTNEED), which makes a private anonymous mapping read as
+// zeros again (the kernel drops its pages), and handed to a later run with
+// the same reservation size, which then skips mmap and mprotect for what is
+// already committed. No run ever sees another's bytes.
 //
 // Free is a no-op: wazero may call it from another goroutine (a runtime
-// closing) while the guest still runs, so the run unmaps the reservation
+// closing) while the guest still runs, so the run releases the reservation
 // itself with release, after its guest has stopped.
 type linearMemory struct {
 	limit     uint64 // the task's quota, in whole pages
-	region    []byte // the reservation
-	committed uint64
+	region    *region
 	peak      uint64
 	refused   bool  // a grow past the quota was refused
-	failed    error // mmap or mprotect failed
+	failed    error // mmap, mprotect or madvise failed
 	allocated bool
+}
+
+// region is a reservation: b is mapped PROT_NONE past committed.
+type region struct {
+	b         []byte
+	committed uint64
+}
+
+// regionPool keeps released reservations by size.
+var regionPool = struct {
+	sync.Mutex
+	free  map[int][]*region
+	bytes uint64 // address space held by the pool
+}{free: map[int][]*region{}}
+
+// Pool bounds: reservations kept per size, and address space in all (it is
+// only address space: the pool's regions hold no pages).
+const (
+	poolPerSize  = 16
+	poolMaxBytes = 64 << 30
+)
+
+func getRegion(size int) (*region, error) {
+	regionPool.Lock()
+	if free := regionPool.free[size]; len(free) > 0 {
+		r := free[len(free)-1]
+		regionPool.free[size] = free[:len(free)-1]
+		regionPool.bytes -= uint64(size)
+		regionPool.Unlock()
+		return r, nil
+	}
+	regionPool.Unlock()
+	b, err := unix.Mmap(-1, 0, size, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, err
+	}
+	return &region{b: b}, nil
+}
+
+// putRegion zeroes r and pools it, or unmaps it when it cannot be zeroed or
+// the pool is full.
+func putRegion(r *region) {
+	if r.committed > 0 {
+		if err := unix.Madvise(r.b[:r.committed], unix.MADV_DONTNEED); err != nil {
+			_ = unix.Munmap(r.b)
+			return
+		}
+	}
+	size := len(r.b)
+	regionPool.Lock()
+	if len(regionPool.free[size]) < poolPerSize && regionPool.bytes+uint64(size) <= poolMaxBytes {
+		regionPool.free[size] = append(regionPool.free[size], r)
+		regionPool.bytes += uint64(size)
+		regionPool.Unlock()
+		return
+	}
+	regionPool.Unlock()
+	_ = unix.Munmap(r.b)
 }
 
 var _ experimental.MemoryAllocator = (*linearMemory)(nil)
@@ -42,45 +105,49 @@ func (a *linearMemory) Allocate(_, max uint64) experimental.LinearMemory {
 	a.allocated = true
 	reserve := min(max, a.limit)
 	if reserve == 0 {
+		a.region = &region{}
 		return a
 	}
-	b, err := unix.Mmap(-1, 0, int(reserve), unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	r, err := getRegion(int(reserve))
 	if err != nil {
 		a.failed = fmt.Errorf("reserving %s: %w", formatBytes(reserve), err)
+		a.region = &region{}
 		return a
 	}
-	a.region = b
+	a.region = r
 	return a
 }
 
 // Reallocate implements experimental.LinearMemory.
 func (a *linearMemory) Reallocate(size uint64) []byte {
-	if size > uint64(len(a.region)) {
+	r := a.region
+	if size > uint64(len(r.b)) {
 		if a.failed == nil {
 			a.refused = true
 		}
 		return nil
 	}
-	if size > a.committed {
-		if err := unix.Mprotect(a.region[a.committed:size], unix.PROT_READ|unix.PROT_WRITE); err != nil {
+	if size > r.committed {
+		if err := unix.Mprotect(r.b[r.committed:size], unix.PROT_READ|unix.PROT_WRITE); err != nil {
 			a.failed = fmt.Errorf("committing %s: %w", formatBytes(size), err)
 			return nil
 		}
-		a.committed = size
+		r.committed = size
 	}
 	a.peak = max(a.peak, size)
-	return a.region[:size:size]
+	return r.b[:size:size]
 }
 
 // Free implements experimental.LinearMemory; see linearMemory.
 func (a *linearMemory) Free() {}
 
-// release unmaps the reservation; the run calls it once its guest is done.
+// release hands the reservation back; the run calls it once its guest is
+// done.
 func (a *linearMemory) release() {
-	if a.region != nil {
-		_ = unix.Munmap(a.region)
-		a.region = nil
+	if a.region != nil && a.region.b != nil {
+		putRegion(a.region)
 	}
+	a.region = nil
 }
 
 // failedMemory refuses every allocation.
