@@ -22,7 +22,8 @@ type Engine interface {
 	// is refused with an error wrapping protocol.ErrInvalidModule that names
 	// the problem.
 	Compile(ctx context.Context, spec ModuleSpec) (Module, error)
-	// Close releases the engine and every module it compiled.
+	// Close releases the engine and every module it compiled. Running
+	// guests are stopped (their runs fail); calling Close again is harmless.
 	Close(ctx context.Context) error
 }
 
@@ -50,6 +51,8 @@ type Module interface {
 	// Run runs one task. It never panics and never returns a Go error: every
 	// failure, the host's own included, is an Outcome with Err set.
 	Run(ctx context.Context, inv Invocation) Outcome
+	// Close releases the module once its runs in progress end; a Run after
+	// Close fails with CodeAgentMissing. Calling Close again is harmless.
 	Close(ctx context.Context) error
 }
 

@@ -246,15 +246,9 @@ func (m *wazeroModule) Run(ctx context.Context, inv Invocation) (out Outcome) {
 	}
 	hctx := context.WithValue(experimental.WithMemoryAllocator(runCtx, &r.mem), runKey{}, r)
 
-	// The run keeps its OS thread so that the thread's CPU clock measures it.
-	runtime.LockOSThread()
-	cpu0 := threadCPUTime()
-	end := m.call(ctx, hctx, cfg, r)
-	cpu1 := threadCPUTime()
-	runtime.UnlockOSThread()
-
+	end, cpu := m.measured(ctx, hctx, cfg, r)
 	end.Usage = protocol.ResourceUsage{
-		CPUSeconds:   (cpu1 - cpu0).Seconds(),
+		CPUSeconds:   cpu.Seconds(),
 		MemoryPeakMB: float64(r.mem.peak) / (1 << 20),
 	}
 	end.MemoryRefused = r.mem.refused
@@ -264,6 +258,15 @@ func (m *wazeroModule) Run(ctx context.Context, inv Invocation) (out Outcome) {
 	}
 	end.Duration = time.Since(start)
 	return r.Outcome(end)
+}
+
+// measured is call on an OS thread of its own, whose CPU clock measures it.
+func (m *wazeroModule) measured(ctx, hctx context.Context, cfg wazero.ModuleConfig, r *wazeroRun) (end End, cpu time.Duration) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start := threadCPUTime()
+	defer func() { cpu = threadCPUTime() - start }()
+	return m.call(ctx, hctx, cfg, r), 0
 }
 
 // call instantiates the module and runs its entry (after _initialize for a
