@@ -293,7 +293,7 @@ func TestConnectionLost(t *testing.T) {
 	srv := startServer(t)
 	k := startCLI(srv.env(), "kpi", "--interval", "100ms")
 	waitFor(t, "the first report", func() bool { return strings.Contains(k.out.String(), "throughput") })
-	srv.stop(t)
+	srv.Stop(t)
 	select {
 	case code := <-k.code:
 		if code != 3 {
