@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -180,16 +181,7 @@ func (w *writer) loop() {
 		case <-w.quit:
 			return
 		}
-		batch = append(batch[:0], first)
-	drain:
-		for len(batch) < w.maxBatch {
-			select {
-			case o := <-w.reqs:
-				batch = append(batch, o)
-			default:
-				break drain
-			}
-		}
+		batch = w.drain(append(batch[:0], first))
 		w.runBatch(batch)
 		for i := range batch {
 			batch[i].done <- struct{}{}
@@ -197,6 +189,34 @@ func (w *writer) loop() {
 		}
 	}
 }
+
+// drain adds to batch the writes waiting to be taken. Callers woken by the
+// last commit may still be on their way, runnable but not yet run: yielding
+// the processor a few times lets them arrive and share this commit rather
+// than wait for the next one.
+func (w *writer) drain(batch []*writeOp) []*writeOp {
+	for round := 0; round < lingerRounds && len(batch) < w.maxBatch; round++ {
+		n := len(batch)
+	take:
+		for len(batch) < w.maxBatch {
+			select {
+			case o := <-w.reqs:
+				batch = append(batch, o)
+			default:
+				break take
+			}
+		}
+		if round > 0 && len(batch) == n {
+			break // nobody came during the yield
+		}
+		runtime.Gosched()
+	}
+	return batch
+}
+
+// lingerRounds bounds drain's yields: each costs a scheduler pass, a few
+// microseconds, against a commit's fsync of a millisecond or more.
+const lingerRounds = 4
 
 func (w *writer) runBatch(batch []*writeOp) {
 	if w.broken != nil {
