@@ -69,9 +69,10 @@ func layerMethods(g *gates) map[string]method {
 				return "drained", nil
 			}
 		}),
-		// flood sends n notifications without waiting.
-		"flood": bind(func(_ context.Context, ss *session, p *floodParams) (int, error) {
-			for i := 0; i < p.N; i++ {
+		// flood sends n notifications without waiting, until the session
+		// ends.
+		"flood": bind(func(ctx context.Context, ss *session, p *floodParams) (int, error) {
+			for i := 0; i < p.N && ctx.Err() == nil; i++ {
 				ss.notify("test.note", map[string]int{"i": i})
 			}
 			return p.N, nil

@@ -15,7 +15,7 @@ import (
 // (a request, a notification or a batch) into requests to dispatch and the
 // errors to answer at once, and it encodes responses and notifications.
 //
-// sourcegraph/jsonrpc2 is not used on this path (see RATIONALE in doc.go):
+// sourcegraph/jsonrpc2 is not used on this path (doc.go says why):
 // its ID cannot hold null, negative, fractional or large numbers, it has no
 // batches, it closes the connection on the first malformed message, and it
 // re-encodes params through interface{}. Here ids are kept as the raw JSON
@@ -137,8 +137,9 @@ func parseRequest(raw json.RawMessage) item {
 	if !ok {
 		return invalidItem(answerID, "method: required; want a string")
 	}
-	if err := json.Unmarshal(meth, &it.req.Method); err != nil {
-		return invalidItem(answerID, "method: want a string; got %s", kindOf(bytes.TrimSpace(meth)))
+	meth = bytes.TrimSpace(meth)
+	if meth[0] != '"' || json.Unmarshal(meth, &it.req.Method) != nil {
+		return invalidItem(answerID, "method: want a string; got %s", kindOf(meth))
 	}
 	if p, ok := m["params"]; ok {
 		p = bytes.TrimSpace(p)
