@@ -58,6 +58,7 @@ func defaultConfig() config {
 // from text.
 type setting struct {
 	name, help string
+	boolean    bool // a flag that takes no value: --insecure
 	set        func(string) error
 	show       func() string
 }
@@ -138,7 +139,9 @@ func (c *config) settings(mode string) []setting {
 		f, g = str(&c.Token)
 		add(mk("token", "bearer token clients must present (also FABRIC_TOKEN)", f, g))
 		b, bg := boolean(&c.Insecure)
-		add(mk("insecure", "allow listening beyond loopback without a token", b, bg))
+		insecure := mk("insecure", "allow listening beyond loopback without a token", b, bg)
+		insecure.boolean = true
+		add(insecure)
 		l, lg := list(&c.AllowOrigins)
 		add(mk("allow-origin", "comma-separated Origin patterns browsers may connect from", l, lg))
 		n, ng := num(&c.MaxInFlight)
@@ -197,13 +200,19 @@ func load(mode string, args []string, getenv func(string) string) (config, error
 	var given []flagValue
 	for _, s := range ss {
 		s := s
-		fs.Func(s.name, s.help+" ["+envName(s.name)+"] (default "+orNone(s.show())+")", func(v string) error {
+		help := s.help + " [" + envName(s.name) + "] (default " + orNone(s.show()) + ")"
+		set := func(v string) error {
 			if err := s.set(v); err != nil {
 				return err
 			}
 			given = append(given, flagValue{s.name, v})
 			return nil
-		})
+		}
+		if s.boolean {
+			fs.BoolFunc(s.name, help, set)
+		} else {
+			fs.Func(s.name, help, set)
+		}
 	}
 	// Parse once to find --config, then apply file, environment and flags
 	// in order of precedence.

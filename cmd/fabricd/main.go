@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/chimera-fabric/fabric/executor"
+	"github.com/chimera-fabric/fabric/internal/metrics"
 	"github.com/chimera-fabric/fabric/protocol"
 	"github.com/chimera-fabric/fabric/sched"
 	"github.com/chimera-fabric/fabric/server"
@@ -126,7 +127,9 @@ func serve(ctx context.Context, mode string, cfg config, log zerolog.Logger, std
 	}
 	defer eng.Close(context.Background())
 
+	m := metrics.New()
 	sc, err := sched.New(sched.Config{
+		Metrics:   m,
 		Store:     st,
 		Engine:    eng,
 		Workers:   cfg.Workers,
@@ -142,6 +145,7 @@ func serve(ctx context.Context, mode string, cfg config, log zerolog.Logger, std
 	if err := sc.Start(ctx); err != nil {
 		return err
 	}
+	m.Watch(metrics.Gauges{QueueDepth: sc.QueueDepth, Running: sc.Running, Workers: sc.Workers, Ready: sc.Ready})
 	// However serve ends, running tasks are given the drain timeout and then
 	// requeued durably.
 	var stopOnce sync.Once
@@ -159,7 +163,7 @@ func serve(ctx context.Context, mode string, cfg config, log zerolog.Logger, std
 		Token:        cfg.Token,
 		AllowOrigins: cfg.AllowOrigins,
 		MaxInFlight:  cfg.MaxInFlight,
-		Metrics:      metricsHandler(),
+		Metrics:      m.Handler(),
 		Version:      version,
 	})
 
