@@ -105,11 +105,19 @@ const replayPage = 1000
 // Subscribe delivers matching events to sink: first the stored ones after
 // afterSeq (if not nil), then live ones, with no gap and no duplicate.
 //
+// Stored events are replayed through replay, on the caller's goroutine, so
+// that it may block to apply back-pressure (a replay can be far longer than
+// any buffer); an error from it ends the subscription. A nil replay replays
+// through sink.
+//
 // Live events are buffered from before the replay's first read. Since the
 // store assigns seqs in commit order, the replay returns every matching event
 // in (afterSeq, last] for the last seq it read, so a buffered event is new
 // exactly when its seq is above that.
-func (s *Scheduler) Subscribe(ctx context.Context, f store.EventFilter, afterSeq *int64, sink Sink) (*Subscription, error) {
+func (s *Scheduler) Subscribe(ctx context.Context, f store.EventFilter, afterSeq *int64, sink Sink, replay func(protocol.TaskEvent) error) (*Subscription, error) {
+	if replay == nil {
+		replay = func(ev protocol.TaskEvent) error { sink(ev); return nil }
+	}
 	sub := newSubscriber(f, sink)
 	if afterSeq == nil {
 		return s.add(sub), nil
@@ -130,7 +138,10 @@ func (s *Scheduler) Subscribe(ctx context.Context, f store.EventFilter, afterSeq
 			if closed {
 				return h, nil
 			}
-			sink(ev)
+			if err := replay(ev); err != nil {
+				h.Close()
+				return nil, err
+			}
 			last = ev.Seq
 		}
 		if len(evs) < replayPage {

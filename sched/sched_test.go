@@ -163,7 +163,7 @@ func TestPriorityOrderAndFIFO(t *testing.T) {
 			order = append(order, ev.TaskID)
 			mu.Unlock()
 		}
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func TestRetriesWithBackoffThenDeadLetter(t *testing.T) {
 		mu.Lock()
 		states = append(states, ev.State)
 		mu.Unlock()
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +337,7 @@ func TestSubscribeReplaysWithoutGapOrDuplicate(t *testing.T) {
 		mu.Lock()
 		seen[ev.Seq]++
 		mu.Unlock()
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

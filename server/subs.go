@@ -58,11 +58,12 @@ func (ss *session) closeSubscriptions() {
 // The scheduler calls sink on its own goroutines and it must not block, so a
 // live event is queued without waiting and a full queue closes the
 // connection. While the subscription is being set up, though, the scheduler
-// calls sink on the request's own goroutine to replay stored events (after_seq)
-// and to deliver a submitted task's first event; a replay may well be longer
-// than the queue. Those events are kept in a backlog that the request then
-// writes with back-pressure (flush), and events that arrive meanwhile queue up
-// behind it, so order holds. Only then does the feed go live.
+// replays stored events (after_seq) through replay, which waits for room, and
+// then hands over the live events it held back meanwhile, like a submitted
+// task's first event, on the request's own goroutine. Those are kept in a
+// backlog that the request then writes with back-pressure (flush), and events
+// that arrive meanwhile queue up behind it, so order holds. Only then does the
+// feed go live.
 type eventFeed struct {
 	ss *session
 	id string
@@ -100,6 +101,20 @@ func (f *eventFeed) sink(ev protocol.TaskEvent) {
 	f.backlog = append(f.backlog, msg)
 }
 
+// replay returns the function that writes replayed stored events: on the
+// request's goroutine, waiting for room in the queue, so that a replay of any
+// length needs no buffer. The scheduler holds live events back meanwhile.
+func (f *eventFeed) replay(ctx context.Context) func(protocol.TaskEvent) error {
+	return func(ev protocol.TaskEvent) error {
+		ev.SubscriptionID = f.id
+		msg, err := encodeNotification(protocol.NotifyTaskEvent, ev)
+		if err != nil {
+			return err
+		}
+		return f.ss.sendWait(ctx, msg)
+	}
+}
+
 // flush writes the backlog, waiting for room in the queue, and makes the feed
 // live.
 func (f *eventFeed) flush(ctx context.Context) error {
@@ -126,7 +141,7 @@ func (f *eventFeed) flush(ctx context.Context) error {
 
 func taskSubscribe(ctx context.Context, ss *session, p *protocol.SubscribeParams) (protocol.SubscriptionResult, error) {
 	feed := ss.newFeed()
-	sub, err := ss.sched().Subscribe(ctx, store.EventFilter{TaskIDs: p.TaskIDs, Agent: p.Agent}, p.AfterSeq, feed.sink)
+	sub, err := ss.sched().Subscribe(ctx, store.EventFilter{TaskIDs: p.TaskIDs, Agent: p.Agent}, p.AfterSeq, feed.sink, feed.replay(ctx))
 	if err != nil {
 		return protocol.SubscriptionResult{}, err
 	}

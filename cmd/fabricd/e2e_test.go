@@ -32,11 +32,15 @@ func agentFile(t testing.TB, name string) []byte {
 	return b
 }
 
-func dial(t testing.TB, s *fabricdtest.Server) *client.Client {
+func dial(t testing.TB, s *fabricdtest.Server, opts ...client.Options) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, s.URL, client.Options{})
+	var o client.Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	c, err := client.Dial(ctx, s.URL, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,12 @@ type Options struct {
 	// Notifications before further ones are dropped (and counted by
 	// Dropped). Default 1024.
 	NotificationBuffer int
+	// BlockNotifications makes a full notification buffer stop the reading
+	// of the connection until there is room, instead of dropping: the
+	// server's own back-pressure then slows it down (a long after_seq
+	// replay arrives whole), at the cost that responses wait behind the
+	// notifications. Whoever sets it must keep reading Notifications.
+	BlockNotifications bool
 	// ReadLimit caps one incoming message in bytes. Default 64 MiB (a task's
 	// result holds up to 16 MiB of output, base64 inflates it by a third).
 	ReadLimit int64
@@ -363,8 +369,16 @@ func readError(err error) error {
 func (c *Client) dispatch(m *incoming) {
 	if m.ID == nil {
 		if m.Method != "" {
+			n := Notification{Method: m.Method, Params: m.Params}
+			if c.opts.BlockNotifications {
+				select {
+				case c.notes <- n:
+				case <-c.done:
+				}
+				return
+			}
 			select {
-			case c.notes <- Notification{Method: m.Method, Params: m.Params}:
+			case c.notes <- n:
 			default:
 				c.dropped.Add(1)
 			}
