@@ -101,7 +101,7 @@ func TestEndToEnd(t *testing.T) {
 		{name: "register flaky", args: []string{"agent", "register", "--json", "flaky", "{FLAKY}", "--timeout-ms", "60000", "--cap", "random,clock"}, stdout: []string{`"name":"flaky"`, `"timeout_ms":60000`, `"random"`}},
 		{name: "register text", args: []string{"agent", "register", "bad", "{NOTWASM}"}, code: 5, stderr: []string{"(code -32003)"}},
 		{name: "register bad name", args: []string{"agent", "register", "Bad_Name", "{ECHO}"}, code: 5, stderr: []string{"name: want [a-z0-9]", "(code -32602)"}},
-		{name: "list agents", args: []string{"agent", "list"}, stdout: []string{"NAME", "ABI", "cpu ", "echo ", "flaky ", "clock", " ago"}},
+		{name: "list agents", args: []string{"agent", "list"}, stdout: []string{"NAME", "ABI", "cpu ", "echo ", "flaky ", "clock", "REGISTERED"}},
 		{name: "get agent", args: []string{"agent", "get", "cpu"}, stdout: []string{"name          cpu", "digest        sha256:", "memory 128 MiB", "capabilities  clock"}},
 		{name: "get missing agent", args: []string{"agent", "get", "nosuch"}, code: 4, stderr: []string{"fabric agent get: not found", "(code -32001)"}},
 

@@ -4,7 +4,6 @@ package wasmer
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -335,7 +334,11 @@ func (w *proc) deathError() error {
 		}
 	}
 	msg := fmt.Sprintf("the wasmer worker (pid %d) died: %s", w.pid, how)
-	if last := w.stderr.String(); last != "" {
+	crash, last := w.stderr.report()
+	if crash != "" {
+		msg += ": " + crash
+	}
+	if last != "" {
 		msg += "; its last stderr lines:\n" + last
 	}
 	return errors.New(msg)
@@ -445,16 +448,24 @@ func (p *pool) close(ctx context.Context) error {
 	}
 }
 
-// tail keeps the last lines a worker wrote to stderr.
+// tail keeps what a worker wrote to stderr that explains its death: the
+// first lines of a crash report (a Go fatal error or panic, a signal, a Rust
+// panic), whose top says what happened, and the last lines.
 type tail struct {
 	mu    sync.Mutex
+	crash []string
 	lines []string
 }
 
 const (
-	tailLines     = 20
+	tailLines     = 10
+	crashLines    = 3
 	tailLineBytes = 512
 )
+
+// crashMarkers begin the first line of a crash report.
+var crashMarkers = []string{"panic:", "fatal error:", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT",
+	"unexpected signal", "thread '"}
 
 func (t *tail) add(line string) {
 	if len(line) > tailLineBytes {
@@ -462,16 +473,26 @@ func (t *tail) add(line string) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if len(t.crash) == 0 {
+		for _, m := range crashMarkers {
+			if strings.HasPrefix(line, m) {
+				t.crash = append(t.crash, line)
+				break
+			}
+		}
+	} else if len(t.crash) < crashLines && line != "" {
+		t.crash = append(t.crash, line)
+	}
 	t.lines = append(t.lines, line)
 	if len(t.lines) > tailLines {
 		t.lines = t.lines[len(t.lines)-tailLines:]
 	}
 }
 
-func (t *tail) String() string {
+// report returns the crash report's first lines (joined with "; ") and the
+// last lines.
+func (t *tail) report() (crash, last string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var b bytes.Buffer
-	b.WriteString(strings.Join(t.lines, "\n"))
-	return b.String()
+	return strings.Join(t.crash, "; "), strings.Join(t.lines, "\n")
 }

@@ -54,7 +54,7 @@ type worker struct {
 	ev       eventWriter
 	cfg      initConfig
 	metering bool
-	engines  [2]*engineState // unmetered, metered; created on first use
+	eng      *engineState // the engine every module runs in, created on first use
 	modules  map[moduleKey]*wasmer.Module
 }
 
@@ -110,6 +110,7 @@ func (w *worker) handshake() error {
 	}
 	hello := helloReply{Version: protocolVersion, PID: int64(os.Getpid())}
 	hello.Err = w.setup()
+	hello.Metering = w.metering
 	if err := w.ev.send(msgHello, hello.encode(), true); err != nil {
 		return err
 	}
@@ -136,24 +137,33 @@ func (w *worker) setup() string {
 		return err.Error()
 	}
 	w.metering = metering
-	if _, err := w.engine(false); err != nil {
+	if _, err := w.engine(); err != nil {
 		return err.Error()
 	}
 	return ""
 }
 
-// engine returns the unmetered or the metered engine, creating it.
-func (w *worker) engine(metered bool) (es *engineState, err error) {
-	i := 0
-	if metered {
-		i = 1
-		if !w.metering {
-			return nil, fmt.Errorf("the wasmer library has no metering middleware")
-		}
+// engine returns the worker's engine, creating it on first use. Every
+// module the worker runs lives in its store, metered ones included (see
+// compileMetered).
+func (w *worker) engine() (*engineState, error) {
+	if w.eng != nil {
+		return w.eng, nil
 	}
-	if w.engines[i] != nil {
-		return w.engines[i], nil
+	e, err := newWasmerEngine(false)
+	if err != nil {
+		return nil, err
 	}
+	if e.imports, e.funcs, err = hostImports(e.store); err != nil {
+		return nil, err
+	}
+	w.eng = e
+	return e, nil
+}
+
+// newWasmerEngine creates a wasmer engine (Universal, Cranelift) and its store,
+// with the metering middleware if metered.
+func newWasmerEngine(metered bool) (es *engineState, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			es, err = nil, fmt.Errorf("creating a wasmer engine panicked: %v", p)
@@ -165,11 +175,33 @@ func (w *worker) engine(metered bool) (es *engineState, err error) {
 	}
 	es = &engineState{engine: wasmer.NewEngineWithConfig(cfg)}
 	es.store = wasmer.NewStore(es.engine)
-	if es.imports, es.funcs, err = hostImports(es.store); err != nil {
+	return es, nil
+}
+
+// compileMetered compiles wasm with the metering middleware and returns the
+// artifact. A metering middleware serves one module only (wasmer panics on a
+// second), so each compilation has an engine of its own, dropped after; the
+// artifact carries the metering code and globals, and loads into the
+// worker's one store like any other.
+func (w *worker) compileMetered(wasm []byte) ([]byte, error) {
+	if !w.metering {
+		return nil, fmt.Errorf("the wasmer library has no metering middleware")
+	}
+	es, err := newWasmerEngine(true)
+	if err != nil {
 		return nil, err
 	}
-	w.engines[i] = es
-	return es, nil
+	defer es.store.Close()
+	m, err := wasmer.NewModule(es.store, wasm)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	art, err := m.Serialize()
+	if err != nil {
+		return nil, fmt.Errorf("serializing the compiled module: %w", err)
+	}
+	return art, nil
 }
 
 func (w *worker) serve(t byte, payload []byte) error {
@@ -214,12 +246,20 @@ func (w *worker) compile(q *compileRequest) (reply compiledReply) {
 			reply = compiledReply{Err: fmt.Sprintf("the wasmer compiler panicked: %v", p)}
 		}
 	}()
-	es, err := w.engine(q.Metered)
+	es, err := w.engine()
 	if err != nil {
 		return compiledReply{Err: err.Error()}
 	}
-	m, err := wasmer.NewModule(es.store, q.Wasm)
-	if err != nil {
+	var m *wasmer.Module
+	if q.Metered {
+		art, err := w.compileMetered(q.Wasm)
+		if err == nil {
+			m, err = wasmer.DeserializeModule(es.store, art)
+		}
+		if err != nil {
+			return compiledReply{Err: err.Error()}
+		}
+	} else if m, err = wasmer.NewModule(es.store, q.Wasm); err != nil {
 		return compiledReply{Err: err.Error()}
 	}
 	if q.WantArtifact {
@@ -244,7 +284,7 @@ func (w *worker) load(q *loadRequest) (errText string) {
 			errText = fmt.Sprintf("deserializing the module panicked: %v", p)
 		}
 	}()
-	es, err := w.engine(q.Metered)
+	es, err := w.engine()
 	if err != nil {
 		return err.Error()
 	}
@@ -329,7 +369,7 @@ func (w *worker) run(q *runRequest) (done runDone) {
 	if m == nil {
 		return internalDone("the worker does not hold module %q", q.Key)
 	}
-	es, err := w.engine(q.Metered)
+	es, err := w.engine()
 	if err != nil {
 		return internalDone("%v", err)
 	}
