@@ -144,14 +144,14 @@ func (c *config) settings(mode string) []setting {
 		add(insecure)
 		l, lg := list(&c.AllowOrigins)
 		add(mk("allow-origin", "comma-separated Origin patterns browsers may connect from", l, lg))
-		n, ng := num(&c.MaxInFlight)
-		add(mk("max-in-flight", "requests in flight per connection before -32002", n, ng))
 	}
 	f, g := str(&c.Data)
 	add(mk("data", "directory of the durable state, or :memory: to keep nothing", f, g))
 	f, g = str(&c.Engine)
 	add(mk("engine", "WebAssembly engine: "+strings.Join(engineNames(), " or "), f, g))
-	n, ng := num(&c.Workers)
+	n, ng := num(&c.MaxInFlight)
+	add(mk("max-in-flight", "requests in flight per connection before -32002", n, ng))
+	n, ng = num(&c.Workers)
 	add(mk("workers", "tasks run at once", n, ng))
 	n, ng = num(&c.MaxQueued)
 	add(mk("max-queued", "queued and retrying tasks before task.submit answers -32002", n, ng))
@@ -294,9 +294,9 @@ func (c *config) Validate(mode string) error {
 		} else if c.Token == "" && !c.Insecure && !loopback(host) {
 			bad("listen", "%s is reachable beyond this machine and no --token is set; set --token (or FABRIC_TOKEN), or --insecure to allow it", c.Listen)
 		}
-		if c.MaxInFlight < 1 {
-			bad("max-in-flight", "want >= 1; got %d", c.MaxInFlight)
-		}
+	}
+	if c.MaxInFlight < 1 {
+		bad("max-in-flight", "want >= 1; got %d", c.MaxInFlight)
 	}
 	if c.Data == "" {
 		bad("data", "want a directory or :memory:")
@@ -324,8 +324,8 @@ func (c *config) Validate(mode string) error {
 		bad("log-level", "want debug, info, warn or error; got %q", c.LogLevel)
 	}
 	l := c.Limits
-	if l.MaxModuleBytes < 1024 {
-		bad("max-module-bytes", "want >= 1024; got %d", l.MaxModuleBytes)
+	if l.MaxModuleBytes < 8 {
+		bad("max-module-bytes", "want >= 8 (a module's header alone is 8 bytes); got %d", l.MaxModuleBytes)
 	}
 	if l.MaxInputBytes < 0 {
 		bad("max-input-bytes", "want >= 0; got %d", l.MaxInputBytes)

@@ -39,7 +39,8 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(buildDir, "fabricd")
-		args := []string{"build", "-o", binPath}
+		// The version is "test", as the fixtures of in-process servers say.
+		args := []string{"build", "-o", binPath, "-ldflags", "-X main.version=test"}
 		if tags := os.Getenv("FABRIC_TEST_TAGS"); tags != "" {
 			args = append(args, "-tags", tags)
 		}
