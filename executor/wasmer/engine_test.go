@@ -3,10 +3,12 @@
 package wasmer
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
 	"github.com/chimera-fabric/fabric/executor"
@@ -20,12 +22,15 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// newEngine starts an engine closed at the test's end.
+// newEngine starts an engine closed at the test's end. Its workers' stderr
+// is watched: a data race reported by a worker (a -race build) fails the
+// test.
 func newEngine(t testing.TB, opts Options) *Engine {
 	t.Helper()
 	if opts.Workers == 0 {
 		opts.Workers = 2
 	}
+	opts.Logger = zerolog.New(&stderrWatch{t: t})
 	e, err := New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -38,6 +43,16 @@ func newEngine(t testing.TB, opts Options) *Engine {
 		}
 	})
 	return e
+}
+
+// stderrWatch fails its test when a worker reports a data race.
+type stderrWatch struct{ t testing.TB }
+
+func (w *stderrWatch) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("WARNING: DATA RACE")) {
+		w.t.Errorf("a wasmer worker reported a data race: %s", p)
+	}
+	return len(p), nil
 }
 
 func TestConformance(t *testing.T) {

@@ -1,0 +1,375 @@
+//go:build wasmer
+
+package wasmer
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chimera-fabric/fabric/executor"
+	"github.com/chimera-fabric/fabric/executor/enginetest"
+	"github.com/chimera-fabric/fabric/protocol"
+)
+
+func compileAgent(t testing.TB, e *Engine, agent string) *module {
+	t.Helper()
+	m, err := e.Compile(context.Background(), executor.ModuleSpec{Name: agent, Wasm: enginetest.Agent(t, agent)})
+	if err != nil {
+		t.Fatalf("Compile(%s): %v", agent, err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	return m.(*module)
+}
+
+func wantCode(t testing.TB, out executor.Outcome, code string, parts ...string) {
+	t.Helper()
+	if out.Err == nil {
+		t.Fatalf("outcome: success (output %.100q); want %s", out.Output, code)
+	}
+	if out.Err.Code != code {
+		t.Fatalf("outcome %s: %s; want %s", out.Err.Code, out.Err.Message, code)
+	}
+	for _, p := range parts {
+		if !strings.Contains(out.Err.Message, p) {
+			t.Fatalf("outcome %s message %q; want it to contain %q", code, out.Err.Message, p)
+		}
+	}
+}
+
+func wantSuccess(t testing.TB, out executor.Outcome, output string) {
+	t.Helper()
+	if out.Err != nil {
+		t.Fatalf("outcome %s: %s; want success", out.Err.Code, out.Err.Message)
+	}
+	if string(out.Output) != output {
+		t.Fatalf("output %q; want %q", out.Output, output)
+	}
+}
+
+// livePids lists the pool's workers.
+func (p *pool) livePids() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var pids []int
+	for w := range p.procs {
+		pids = append(pids, w.pid)
+	}
+	return pids
+}
+
+// waitWorkers polls until the pool has n live workers.
+func waitWorkers(t testing.TB, e *Engine, n int) []int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pids := e.pool.livePids()
+		if len(pids) == n {
+			return pids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d live workers; want %d", len(pids), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestNativeCrash: a fault in native code kills the worker running the task;
+// the task fails as internal, with the worker's last words, and the engine
+// replaces the worker and goes on serving.
+func TestNativeCrash(t *testing.T) {
+	e := newEngine(t, Options{Workers: 1, testHooks: true})
+	m := compileAgent(t, e, "echo_fabric")
+	before := waitWorkers(t, e, 1)
+	out := m.run(context.Background(), testInvocation([]byte("hi")), crashCgo)
+	wantCode(t, out, protocol.CodeInternal, "died", "SIGSEGV")
+	if !out.Err.Retryable {
+		t.Error("a crashed worker's task is not retryable; want retryable")
+	}
+	wantSuccess(t, m.Run(context.Background(), testInvocation([]byte("again"))), "again")
+	if after := waitWorkers(t, e, 1); after[0] == before[0] {
+		t.Errorf("the crashed worker %d still serves", before[0])
+	}
+}
+
+// TestHostFunctionPanic: a Go panic in a host function fails the task as
+// internal; the worker survives it.
+func TestHostFunctionPanic(t *testing.T) {
+	e := newEngine(t, Options{Workers: 1, testHooks: true})
+	m := compileAgent(t, e, "echo_fabric")
+	before := waitWorkers(t, e, 1)
+	out := m.run(context.Background(), testInvocation([]byte("hi")), crashHostFn)
+	wantCode(t, out, protocol.CodeInternal, "fabric.progress panicked", "test hook")
+	wantSuccess(t, m.Run(context.Background(), testInvocation([]byte("again"))), "again")
+	if after := waitWorkers(t, e, 1); after[0] != before[0] {
+		t.Errorf("worker %d was replaced by %d; want it to survive a host panic", before[0], after[0])
+	}
+}
+
+// TestWorkerKilledFromOutside: a worker killed under a running task (the
+// OOM killer, an operator) fails that task as internal.
+func TestWorkerKilledFromOutside(t *testing.T) {
+	e := newEngine(t, Options{Workers: 1})
+	m := compileAgent(t, e, "loop")
+	pid := waitWorkers(t, e, 1)[0]
+	done := make(chan executor.Outcome, 1)
+	go func() {
+		in := testInvocation(nil)
+		in.Timeout = time.Minute
+		done <- m.Run(context.Background(), in)
+	}()
+	// Let the run reach the worker (the guest then loops), then kill it.
+	time.Sleep(200 * time.Millisecond)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case out := <-done:
+		wantCode(t, out, protocol.CodeInternal, "died", "killed")
+	case <-time.After(30 * time.Second):
+		t.Fatal("the run did not end when its worker was killed")
+	}
+	waitWorkers(t, e, 1)
+}
+
+// TestTimeoutReplacesWorker: a timeout kills the worker; the pool is whole
+// again afterwards and serves at full concurrency.
+func TestTimeoutReplacesWorker(t *testing.T) {
+	e := newEngine(t, Options{Workers: 2})
+	loop := compileAgent(t, e, "loop")
+	counter := compileAgent(t, e, "counter")
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in := testInvocation(nil)
+			in.Timeout = 100 * time.Millisecond
+			wantCode(t, loop.Run(context.Background(), in), protocol.CodeTimeout, "timeout of 100ms")
+		}()
+	}
+	wg.Wait()
+	waitWorkers(t, e, 2)
+	// Two runs held at their progress call at once need two workers.
+	var arrived sync.WaitGroup
+	arrived.Add(2)
+	both := make(chan struct{})
+	go func() { arrived.Wait(); close(both) }()
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in := testInvocation(nil)
+			in.OnProgress = func(float64) { arrived.Done(); <-both }
+			wantSuccess(t, counter.Run(context.Background(), in), "g=1 m=1")
+		}()
+	}
+	wg.Wait()
+}
+
+// TestStackOverflowsInARow: deep recursion traps, again and again, in the
+// same worker (each guest call runs on a fresh thread).
+func TestStackOverflowsInARow(t *testing.T) {
+	e := newEngine(t, Options{Workers: 1, StackBytes: 1 << 20})
+	m := compileAgent(t, e, "recurse")
+	pid := waitWorkers(t, e, 1)[0]
+	for i := 0; i < 3; i++ {
+		wantCode(t, m.Run(context.Background(), testInvocation(nil)), protocol.CodeTrap, "call stack exhausted")
+	}
+	if now := waitWorkers(t, e, 1)[0]; now != pid {
+		t.Errorf("worker %d replaced by %d; want no crash", pid, now)
+	}
+}
+
+// TestMemoryQuotaPerRun: one compiled module runs under any quota, each run
+// held to its own.
+func TestMemoryQuotaPerRun(t *testing.T) {
+	e := newEngine(t, Options{Workers: 1, MaxMemoryBytes: 64 << 20})
+	m := compileAgent(t, e, "membomb")
+	for _, mib := range []uint64{2, 17, 8, 64, 3} {
+		in := testInvocation(nil)
+		in.MemoryLimitBytes = mib << 20
+		out := m.Run(context.Background(), in)
+		wantCode(t, out, protocol.CodeMemoryLimit, fmt.Sprintf("quota of %d bytes", mib<<20))
+		// membomb grows 1 MiB at a time from one page.
+		if p := out.Usage.MemoryPeakMB; p > float64(mib) || p <= float64(mib)-1 {
+			t.Errorf("quota %d MiB: memory_peak_mb %v; want within (%d, %d]", mib, p, mib-1, mib)
+		}
+	}
+	// A quota above the ceiling is the ceiling.
+	in := testInvocation(nil)
+	in.MemoryLimitBytes = 1 << 40
+	out := m.Run(context.Background(), in)
+	wantCode(t, out, protocol.CodeMemoryLimit)
+	if out.Usage.MemoryPeakMB > 64 {
+		t.Errorf("memory_peak_mb %v above the 64 MiB ceiling", out.Usage.MemoryPeakMB)
+	}
+}
+
+// TestWorkerLimits: each worker runs under the RLIMIT_DATA it was given.
+func TestWorkerLimits(t *testing.T) {
+	e := newEngine(t, Options{Workers: 1, MaxMemoryBytes: 64 << 20, WorkerDataBytes: 800 << 20})
+	pid := waitWorkers(t, e, 1)[0]
+	f, err := os.Open(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "Max data size") {
+			fields := strings.Fields(sc.Text())
+			if got, _ := strconv.ParseUint(fields[3], 10, 64); got != 800<<20 {
+				t.Fatalf("worker's %q; want %d", sc.Text(), 800<<20)
+			}
+			return
+		}
+	}
+	t.Fatal("no Max data size in /proc/pid/limits")
+}
+
+func spinInput(n uint32) []byte { return binary.LittleEndian.AppendUint32(nil, n) }
+
+// TestFuel: a metered run stops when its fuel runs out, reports what it
+// used, and uses the same on every run.
+func TestFuel(t *testing.T) {
+	e := newEngine(t, Options{Workers: 1})
+	if !e.Metering() {
+		t.Fatal("Metering() is false; the wasmer library that wasmer-go ships meters")
+	}
+	spin := compileAgent(t, e, "spin")
+	in := testInvocation(spinInput(1000))
+	in.Fuel = 1_000_000
+	out := spin.Run(context.Background(), in)
+	if out.Err != nil {
+		t.Fatalf("spin 1000 with 1e6 fuel: %s: %s", out.Err.Code, out.Err.Message)
+	}
+	if out.Usage.FuelConsumed == nil || *out.Usage.FuelConsumed == 0 || *out.Usage.FuelConsumed >= in.Fuel {
+		t.Fatalf("fuel_consumed %v; want within (0, %d)", out.Usage.FuelConsumed, in.Fuel)
+	}
+	again := spin.Run(context.Background(), in)
+	if again.Usage.FuelConsumed == nil || *again.Usage.FuelConsumed != *out.Usage.FuelConsumed {
+		t.Errorf("fuel_consumed %v then %v; want the same", *out.Usage.FuelConsumed, again.Usage.FuelConsumed)
+	}
+	more := testInvocation(spinInput(2000))
+	more.Fuel = in.Fuel
+	if m := spin.Run(context.Background(), more); m.Usage.FuelConsumed == nil || *m.Usage.FuelConsumed <= *out.Usage.FuelConsumed {
+		t.Errorf("twice the work consumed %v fuel, no more than %d", m.Usage.FuelConsumed, *out.Usage.FuelConsumed)
+	}
+
+	in = testInvocation(spinInput(100_000_000))
+	in.Fuel = 50_000
+	out = spin.Run(context.Background(), in)
+	wantCode(t, out, protocol.CodeFuelExhausted, "fuel of 50000")
+	if out.Err.Retryable {
+		t.Error("fuel_exhausted is retryable; want not")
+	}
+	if out.Usage.FuelConsumed == nil || *out.Usage.FuelConsumed != in.Fuel {
+		t.Errorf("fuel_consumed %v; want all of %d", out.Usage.FuelConsumed, in.Fuel)
+	}
+
+	loop := compileAgent(t, e, "loop")
+	in = testInvocation(nil)
+	in.Fuel = 1_000_000
+	wantCode(t, loop.Run(context.Background(), in), protocol.CodeFuelExhausted)
+
+	plain := spin.Run(context.Background(), testInvocation(spinInput(1000)))
+	if plain.Err != nil || plain.Usage.FuelConsumed != nil {
+		t.Errorf("unmetered run: %v, fuel_consumed %v; want success without fuel_consumed", plain.Err, plain.Usage.FuelConsumed)
+	}
+}
+
+// TestNewWithoutWorkerMain: a binary whose main does not serve as a worker
+// is refused at New, with a message that says what is missing.
+func TestNewWithoutWorkerMain(t *testing.T) {
+	_, err := New(Options{Workers: 1, Executable: "/bin/true", StartTimeout: 10 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "WorkerMain") {
+		t.Fatalf("New with /bin/true: %v; want an error naming WorkerMain", err)
+	}
+	_, err = New(Options{Workers: 1, Executable: "/nonexistent/fabricd"})
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/fabricd") {
+		t.Fatalf("New with a missing binary: %v; want an error naming it", err)
+	}
+	t.Setenv(workerEnv, workerEnvValue)
+	if _, err = New(Options{Workers: 1}); err == nil || !strings.Contains(err.Error(), "WorkerMain") {
+		t.Fatalf("New inside a worker: %v; want an error naming WorkerMain", err)
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for _, c := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{MaxMemoryBytes: 5 << 30}, "MaxMemoryBytes"},
+		{Options{MaxMemoryBytes: 100}, "MaxMemoryBytes"},
+		{Options{MaxModuleBytes: -1}, "MaxModuleBytes"},
+		{Options{Workers: -1}, "Workers"},
+		{Options{StackBytes: 4096}, "StackBytes"},
+		{Options{MaxMemoryBytes: 1 << 30, WorkerDataBytes: 1 << 20}, "WorkerDataBytes"},
+		{Options{StartTimeout: -time.Second}, "StartTimeout"},
+	} {
+		if err := c.opts.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Validate(%+v): %v; want an error naming %s", c.opts, err, c.want)
+		}
+	}
+	var o Options
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if o.MaxMemoryBytes != executor.DefaultMaxMemoryBytes || o.Workers < 1 || o.StackBytes != DefaultStackBytes ||
+		o.WorkerDataBytes != o.MaxMemoryBytes+defaultDataOverhead || o.Executable == "" {
+		t.Errorf("defaults: %+v", o)
+	}
+}
+
+// TestCloseUnderRuns: closing the engine stops running guests (internal),
+// refuses later work and leaves no worker behind.
+func TestCloseUnderRuns(t *testing.T) {
+	e, err := New(Options{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := e.Compile(context.Background(), executor.ModuleSpec{Name: "loop", Wasm: enginetest.Agent(t, "loop")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := waitWorkers(t, e, 2)
+	outs := make(chan executor.Outcome, 3)
+	for i := 0; i < 3; i++ { // the third waits for a worker
+		go func() {
+			in := testInvocation(nil)
+			in.Timeout = time.Minute
+			outs <- m.Run(context.Background(), in)
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for i := 0; i < 3; i++ {
+		wantCode(t, <-outs, protocol.CodeInternal, "closed")
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("worker %d outlived Close: kill(0) = %v", pid, err)
+		}
+	}
+	if _, err := e.Compile(context.Background(), executor.ModuleSpec{Name: "loop", Wasm: enginetest.Agent(t, "loop")}); !errors.Is(err, protocol.ErrShuttingDown) {
+		t.Errorf("Compile after Close: %v; want ErrShuttingDown", err)
+	}
+	if err := e.Close(ctx); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
