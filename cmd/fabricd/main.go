@@ -58,6 +58,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	}
 	switch args[0] {
 	case "serve", "stdio":
+	case "demo":
+		return demo(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "fabricd %s (engines: %s)\n", version, strings.Join(engineNames(), ", "))
 		return 0
@@ -80,7 +82,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	log := newLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, mode, cfg, log, stdin, stdout); err != nil {
+	if err := serve(ctx, mode, cfg, log, stdin, stdout, nil); err != nil {
 		log.Error().Err(err).Msg("fabricd stopped on an error")
 		return 1
 	}
@@ -103,8 +105,9 @@ func newLogger(cfg config, w io.Writer) zerolog.Logger {
 }
 
 // serve runs fabricd until ctx is cancelled (a signal) or, for stdio, until
-// stdin ends.
-func serve(ctx context.Context, mode string, cfg config, log zerolog.Logger, stdin io.Reader, stdout io.Writer) error {
+// stdin ends. listening, when not nil, is told the WebSocket address once the
+// listener is bound (fabricd demo listens on 127.0.0.1:0).
+func serve(ctx context.Context, mode string, cfg config, log zerolog.Logger, stdin io.Reader, stdout io.Writer, listening func(addr string)) error {
 	st, err := store.Open(ctx, cfg.Data, store.Options{Logger: log})
 	if err != nil {
 		return fmt.Errorf("opening --data %s: %w", cfg.Data, err)
@@ -187,6 +190,9 @@ func serve(ctx context.Context, mode string, cfg config, log zerolog.Logger, std
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info().Str("listen", "ws://"+ln.Addr().String()+"/rpc").Str("data", cfg.Data).Str("engine", eng.Name()).
 		Int("workers", cfg.Workers).Str("version", version).Msg("fabricd serving")
+	if listening != nil {
+		listening(ln.Addr().String())
+	}
 
 	select {
 	case err := <-errc:
