@@ -24,7 +24,7 @@ type kpiWindow struct {
 type done struct {
 	at      time.Time
 	latency time.Duration
-	failed  bool
+	failed  bool // ended failed (not cancelled)
 	custom  map[string]float64
 }
 
@@ -39,7 +39,7 @@ func (k *kpiWindow) submitted(now time.Time) {
 
 func (k *kpiWindow) completed(now time.Time, latency time.Duration, st protocol.State, custom map[string]float64) {
 	k.mu.Lock()
-	k.dones = append(k.dones, done{at: now, latency: latency, failed: st != protocol.StateSucceeded, custom: custom})
+	k.dones = append(k.dones, done{at: now, latency: latency, failed: st == protocol.StateFailed, custom: custom})
 	k.trim(now)
 	k.mu.Unlock()
 }

@@ -54,8 +54,7 @@ func (s *Scheduler) worker(id int) {
 			continue
 		}
 		s.depth[t.Priority].Add(-1)
-		s.publish(ev)
-		s.runTask(ctx, t)
+		s.runTask(ctx, t, ev)
 	}
 }
 
@@ -73,10 +72,14 @@ func (s *Scheduler) idle(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (s *Scheduler) runTask(ctx context.Context, t store.TaskRecord) {
+// runTask runs a claimed task; started is its "running" event, published
+// once the run is registered, so that whoever hears of it can cancel it and
+// counts it as running.
+func (s *Scheduler) runTask(ctx context.Context, t store.TaskRecord, started protocol.TaskEvent) {
 	log := s.log.With().Str("task_id", t.TaskID).Str("agent", t.Agent).Int("attempt", t.Attempt).Logger()
 	e := s.acquire(t.Agent)
 	if e == nil {
+		s.publish(started)
 		s.finish(ctx, &t, nil, executor.Outcome{Err: protocol.NewTaskError(protocol.CodeAgentMissing, "agent %q is not registered", t.Agent)})
 		return
 	}
@@ -93,6 +96,7 @@ func (s *Scheduler) runTask(ctx context.Context, t store.TaskRecord) {
 	}
 	s.mu.Unlock()
 	e.stats.started()
+	s.publish(started)
 
 	inv := executor.Invocation{
 		TaskID:           t.TaskID,

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/chimera-fabric/fabric/internal/metrics"
 	"github.com/chimera-fabric/fabric/sched"
 )
 
@@ -45,6 +47,9 @@ type Config struct {
 	Ready func() (ready bool, why string)
 	// Version is fabricd's version, shown in rpc.discover's info.
 	Version string
+	// Recorder records RPC requests, connections and slow consumers; nil
+	// records nothing.
+	Recorder *metrics.Metrics
 }
 
 // Defaults.
@@ -173,6 +178,7 @@ func (s *Server) addSession(ss *session) bool {
 	ss.id = s.nextID
 	s.sessions[ss] = struct{}{}
 	s.wg.Add(1)
+	s.cfg.Recorder.ConnOpened(ss.kind)
 	return true
 }
 
@@ -180,6 +186,7 @@ func (s *Server) removeSession(ss *session) {
 	s.mu.Lock()
 	delete(s.sessions, ss)
 	s.mu.Unlock()
+	s.cfg.Recorder.ConnClosed(ss.kind)
 	s.wg.Done()
 }
 
@@ -187,4 +194,16 @@ func (s *Server) shuttingDown() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closing
+}
+
+// recordRPC records an answered request. Methods outside the table count as
+// "unknown", so that a client cannot grow the series without bound.
+func (s *Server) recordRPC(method string, code int64, d time.Duration) {
+	if s.cfg.Recorder == nil {
+		return
+	}
+	if _, ok := s.methods[method]; !ok {
+		method = "unknown"
+	}
+	s.cfg.Recorder.RPC(method, code, d)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/rs/zerolog"
@@ -163,6 +164,7 @@ func (ss *session) run() endReason {
 		}
 	}
 	if r == endSlowConsumer {
+		ss.srv.cfg.Recorder.SlowConsumer()
 		ss.log.Warn().Int("queue", cap(ss.out)).Msg("closing a slow consumer: its outbound queue is full; it may reconnect and replay with task.subscribe {after_seq}")
 	}
 	select {
@@ -364,18 +366,23 @@ func (ss *session) dispatch(req request, b *batchReply) {
 	ss.mu.Unlock()
 	go func() {
 		defer ss.work.Done()
+		began := time.Now()
 		res, err := ss.call(req)
 		var msg []byte
+		var code int64
 		switch {
 		case req.notification():
 			if err != nil {
 				ss.log.Debug().Str("method", req.Method).Err(err).Msg("notification failed (not answered)")
 			}
 		case err != nil:
-			msg = encodeError(req.ID, ss.wireError(err))
+			we := ss.wireError(err)
+			code = we.Code
+			msg = encodeError(req.ID, we)
 		default:
 			msg = encodeResult(req.ID, res)
 		}
+		ss.srv.recordRPC(req.Method, code, time.Since(began))
 		// The slot is free before the answer is out, so that a client
 		// that waits for an answer to send its next request finds room.
 		ss.requestDone()

@@ -33,6 +33,10 @@ type Options struct {
 	// ReadConns is the size of the pool of read connections, which WAL lets
 	// run beside the writer. Default 4.
 	ReadConns int
+	// OnCommit, when set, is told of every commit: how long the
+	// transaction took from BEGIN to COMMIT, and how many writes it held.
+	// It runs on the writer goroutine and must be quick (a metric).
+	OnCommit func(d time.Duration, writes int)
 	// BusyTimeout is how long a connection waits for a lock held by another
 	// connection of this process (a checkpoint, say). Default 5s.
 	BusyTimeout time.Duration
@@ -142,7 +146,7 @@ func OpenSQLite(ctx context.Context, dir string, opts Options) (_ *SQLite, err e
 		conn.Close()
 		return nil, notADatabase(dbPath, err)
 	}
-	if s.w, err = newWriter(ctx, conn, opts.MaxBatch, opts.Logger); err != nil {
+	if s.w, err = newWriter(ctx, conn, opts.MaxBatch, opts.Logger, opts.OnCommit); err != nil {
 		conn.Close()
 		return nil, err
 	}

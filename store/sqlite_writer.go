@@ -46,6 +46,7 @@ type writer struct {
 
 	committed atomic.Int64 // last event seq committed: LastSeq
 	commits   atomic.Int64 // transactions committed
+	onCommit  func(time.Duration, int)
 	writes    atomic.Int64 // writes committed in them
 
 	qmu   sync.Mutex // guards queue, for the readers of QueueDepth and NextReadyAt
@@ -85,8 +86,8 @@ func abort(err error) error {
 
 var opPool = sync.Pool{New: func() any { return &writeOp{done: make(chan struct{}, 1)} }}
 
-func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Logger) (*writer, error) {
-	w := &writer{conn: conn, log: log, maxBatch: maxBatch, reqs: make(chan *writeOp), quit: make(chan struct{}), done: make(chan struct{})}
+func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Logger, onCommit func(time.Duration, int)) (*writer, error) {
+	w := &writer{conn: conn, log: log, maxBatch: maxBatch, onCommit: onCommit, reqs: make(chan *writeOp), quit: make(chan struct{}), done: make(chan struct{})}
 	prep := func(dst **sql.Stmt, q string) error {
 		if *dst != nil {
 			return nil
@@ -226,6 +227,7 @@ func (w *writer) runBatch(batch []*writeOp) {
 		return
 	}
 	bg := context.Background()
+	began := time.Now()
 	if _, err := w.conn.ExecContext(bg, "BEGIN IMMEDIATE"); err != nil {
 		for _, o := range batch {
 			o.err = fmt.Errorf("store: beginning a transaction: %w", err)
@@ -257,6 +259,9 @@ func (w *writer) runBatch(batch []*writeOp) {
 		w.committed.Store(w.seq)
 		w.commits.Add(1)
 		w.writes.Add(int64(len(batch)))
+		if w.onCommit != nil {
+			w.onCommit(time.Since(began), len(batch))
+		}
 		return
 	}
 	// Nothing of the batch is durable: say so to every op and make memory

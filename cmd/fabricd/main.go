@@ -108,7 +108,8 @@ func newLogger(cfg config, w io.Writer) zerolog.Logger {
 // stdin ends. listening, when not nil, is told the WebSocket address once the
 // listener is bound (fabricd demo listens on 127.0.0.1:0).
 func serve(ctx context.Context, mode string, cfg config, log zerolog.Logger, stdin io.Reader, stdout io.Writer, listening func(addr string)) error {
-	st, err := store.Open(ctx, cfg.Data, store.Options{Logger: log})
+	m := metrics.New()
+	st, err := store.Open(ctx, cfg.Data, store.Options{Logger: log, OnCommit: m.StoreCommit})
 	if err != nil {
 		return fmt.Errorf("opening --data %s: %w", cfg.Data, err)
 	}
@@ -130,7 +131,6 @@ func serve(ctx context.Context, mode string, cfg config, log zerolog.Logger, std
 	}
 	defer eng.Close(context.Background())
 
-	m := metrics.New()
 	sc, err := sched.New(sched.Config{
 		Metrics:   m,
 		Store:     st,
@@ -167,7 +167,10 @@ func serve(ctx context.Context, mode string, cfg config, log zerolog.Logger, std
 		AllowOrigins: cfg.AllowOrigins,
 		MaxInFlight:  cfg.MaxInFlight,
 		Metrics:      m.Handler(),
-		Version:      version,
+		Recorder:     m,
+		// Room for the largest module as base64 in agent.register.
+		MaxMessageBytes: server.DefaultMaxMessageBytes(cfg.Limits.MaxModuleBytes),
+		Version:         version,
 	})
 
 	if mode == "stdio" {
