@@ -282,7 +282,7 @@ func (e *Engine) Compile(ctx context.Context, spec executor.ModuleSpec) (mod exe
 	sum := sha256.Sum256(spec.Wasm)
 	key := fmt.Sprintf("m%d-%s", e.nextKey.Add(1), hex.EncodeToString(sum[:6]))
 	closedFlag := new(atomic.Bool)
-	art, err := e.compileArtifact(ctx, key, ins.Wasm, false, closedFlag)
+	art, err := e.compileArtifact(ctx, key, ins.Wasm, spec.Wasm, false, closedFlag)
 	if err != nil {
 		return nil, err
 	}
@@ -311,14 +311,14 @@ func (e *Engine) Compile(ctx context.Context, spec executor.ModuleSpec) (mod exe
 
 // validate compiles wasm in a worker to learn wasmer's verdict on it.
 func (e *Engine) validate(ctx context.Context, wasm []byte) error {
-	_, err := e.compileArtifact(ctx, "", wasm, false, nil)
+	_, err := e.compileArtifact(ctx, "", wasm, nil, false, nil)
 	return err
 }
 
-// compileArtifact compiles wasm in a worker, which keeps the result under key
-// (unless key is "") until closed is set, and returns the serialized
-// artifact.
-func (e *Engine) compileArtifact(ctx context.Context, key string, wasm []byte, metered bool, closed *atomic.Bool) ([]byte, error) {
+// compileArtifact compiles wasm in a worker, after validating original (if
+// not nil), keeps the result under key (unless key is "") until closed is
+// set, and returns the serialized artifact.
+func (e *Engine) compileArtifact(ctx context.Context, key string, wasm, original []byte, metered bool, closed *atomic.Bool) ([]byte, error) {
 	p, err := e.pool.acquire(ctx, e.closing)
 	if err != nil {
 		if errors.Is(err, errPoolClosed) || e.isClosing() {
@@ -326,7 +326,7 @@ func (e *Engine) compileArtifact(ctx context.Context, key string, wasm []byte, m
 		}
 		return nil, fmt.Errorf("waiting for a wasmer worker to compile the module: %w", err)
 	}
-	req := compileRequest{Key: key, Metered: metered, WantArtifact: key != "", Wasm: wasm}
+	req := compileRequest{Key: key, Metered: metered, WantArtifact: key != "", Wasm: wasm, Validate: original}
 	t, payload, err := p.call(ctx, e.closing.Done(), msgCompile, req.encode())
 	if err != nil {
 		e.pool.discard(p, err)

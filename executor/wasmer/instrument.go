@@ -426,13 +426,15 @@ func rewriteBody(body, call []byte) ([]byte, int, error) {
 	for r.off < len(body) {
 		at := r.off
 		op, _ := r.byte()
-		if op == 0x40 { // memory.grow memidx
-			idx, err := r.u32()
+		if op == 0x40 { // memory.grow 0x00
+			// The memory index is a reserved byte, exactly 0x00, as the
+			// wazero engine requires (multi-memory is not enabled).
+			idx, err := r.byte()
 			if err != nil {
 				return nil, 0, err
 			}
 			if idx != 0 {
-				return nil, 0, fmt.Errorf("memory.grow of memory %d at offset %d: a guest has one memory", idx, at)
+				return nil, 0, fmt.Errorf("memory.grow at offset %d: reserved byte 0x%02x; want 0x00", at, idx)
 			}
 			out = append(out, body[copied:at]...)
 			out = append(out, call...)

@@ -92,7 +92,7 @@ func (m *module) artifact(ctx context.Context, metered bool) ([]byte, error) {
 	if art != nil {
 		return art, nil
 	}
-	art, err := m.e.compileArtifact(ctx, variantKey(m.key, true), m.wasm, true, m.closedFlag)
+	art, err := m.e.compileArtifact(ctx, variantKey(m.key, true), m.wasm, nil, true, m.closedFlag)
 	if err != nil {
 		return nil, err
 	}

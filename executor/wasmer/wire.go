@@ -215,23 +215,26 @@ func (h *helloReply) decode(b []byte) error {
 }
 
 // compileRequest asks a worker to compile an (instrumented) module, keep it
-// under Key and return its serialized artifact if WantArtifact.
+// under Key and return its serialized artifact if WantArtifact. Validate,
+// if not empty, is the module as the user sent it, which wasmer validates
+// first: instrumenting must never turn an invalid module into a valid one.
 type compileRequest struct {
 	Key          string
 	Metered      bool
 	WantArtifact bool
 	Wasm         []byte
+	Validate     []byte
 }
 
 func (c *compileRequest) encode() []byte {
-	e := &enc{b: make([]byte, 0, len(c.Wasm)+len(c.Key)+16)}
-	e.str(c.Key).bool(c.Metered).bool(c.WantArtifact).bytes(c.Wasm)
+	e := &enc{b: make([]byte, 0, len(c.Wasm)+len(c.Validate)+len(c.Key)+16)}
+	e.str(c.Key).bool(c.Metered).bool(c.WantArtifact).bytes(c.Wasm).bytes(c.Validate)
 	return e.b
 }
 
 func (c *compileRequest) decode(b []byte) error {
 	d := &dec{b: b}
-	c.Key, c.Metered, c.WantArtifact, c.Wasm = d.str(), d.bool(), d.bool(), d.bytes()
+	c.Key, c.Metered, c.WantArtifact, c.Wasm, c.Validate = d.str(), d.bool(), d.bool(), d.bytes(), d.bytes()
 	return d.done()
 }
 

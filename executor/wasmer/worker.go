@@ -250,6 +250,11 @@ func (w *worker) compile(q *compileRequest) (reply compiledReply) {
 	if err != nil {
 		return compiledReply{Err: err.Error()}
 	}
+	if len(q.Validate) > 0 {
+		if err := wasmer.ValidateModule(es.store, q.Validate); err != nil {
+			return compiledReply{Err: err.Error()}
+		}
+	}
 	var m *wasmer.Module
 	if q.Metered {
 		art, err := w.compileMetered(q.Wasm)
