@@ -121,7 +121,7 @@ func (s *Scheduler) RegisterAgent(ctx context.Context, p *protocol.RegisterParam
 	if old != nil {
 		s.retire(old)
 	}
-	s.log.Info().Str("agent", a.Name).Str("digest", a.Digest).Str("abi", a.ABI).Int64("size_bytes", a.SizeBytes).Msg("agent registered")
+	s.logFor(ctx).Info().Str("agent", a.Name).Str("digest", a.Digest).Str("abi", a.ABI).Int64("size_bytes", a.SizeBytes).Msg("agent registered")
 	return a, nil
 }
 
@@ -244,7 +244,7 @@ func (s *Scheduler) UnregisterAgent(ctx context.Context, name string) error {
 	for _, t := range waiting {
 		s.failWaiting(ctx, t, protocol.NewTaskError(protocol.CodeAgentMissing, "agent %q was unregistered", name))
 	}
-	s.log.Info().Str("agent", name).Int("failed_waiting", len(waiting)).Msg("agent unregistered")
+	s.logFor(ctx).Info().Str("agent", name).Int("failed_waiting", len(waiting)).Msg("agent unregistered")
 	return nil
 }
 

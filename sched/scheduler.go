@@ -251,3 +251,12 @@ func (s *Scheduler) uniform() float64 {
 	defer s.rngMu.Unlock()
 	return s.rng.Float64()
 }
+
+// logFor is the logger of a request: the one its context carries (with the
+// connection and request id), else the scheduler's.
+func (s *Scheduler) logFor(ctx context.Context) *zerolog.Logger {
+	if l := zerolog.Ctx(ctx); l.GetLevel() != zerolog.Disabled {
+		return l
+	}
+	return &s.log
+}

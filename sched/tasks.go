@@ -60,6 +60,7 @@ func (s *Scheduler) Submit(ctx context.Context, p *protocol.SubmitParams, sink S
 	s.depth[t.Priority].Add(1)
 	s.kpi.submitted(s.now())
 	s.cfg.Metrics.TaskSubmitted(t.Priority.String(), t.Agent)
+	s.logFor(ctx).Debug().Str("task_id", t.TaskID).Str("agent", t.Agent).Str("priority", t.Priority.String()).Msg("task accepted")
 	s.publish(ev)
 	s.poke()
 	return protocol.SubmitResult{TaskID: stored.TaskID, State: stored.State, Created: true}, sub, nil
@@ -264,6 +265,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) (protocol.Task, error
 		case protocol.StateSucceeded, protocol.StateFailed, protocol.StateCancelled:
 			return t.Task, nil
 		case protocol.StateRunning:
+			s.logFor(ctx).Info().Str("task_id", id).Str("agent", t.Agent).Msg("cancelling a running task")
 			s.mu.Lock()
 			if rt := s.run[id]; rt != nil {
 				rt.cancel(errCancel)
@@ -289,6 +291,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) (protocol.Task, error
 			s.depth[t.Priority].Add(-1)
 			s.finished(&t, nil)
 			s.publish(ev)
+			s.logFor(ctx).Info().Str("task_id", id).Str("agent", t.Agent).Msg("task cancelled before it ran")
 			return t.Task, nil
 		}
 	}

@@ -417,7 +417,15 @@ func (ss *session) call(req request) (res any, err error) {
 	if !ok {
 		return nil, protocol.Errorf(protocol.ErrMethodNotFound, "no method %q; rpc.discover lists them", clipText([]byte(req.Method)))
 	}
-	return m.call(ss.ctx, ss, req.Params)
+	// The request's logger rides in its context: the scheduler's lines
+	// about the request (a task accepted, cancelled, an agent registered)
+	// carry the connection and the request id.
+	id := req.ID
+	if id == nil {
+		id = []byte("null") // a notification
+	}
+	ctx := ss.log.With().RawJSON("request_id", id).Logger().WithContext(ss.ctx)
+	return m.call(ctx, ss, req.Params)
 }
 
 // wireError is the one conversion of a method's error for the wire.
