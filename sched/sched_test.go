@@ -477,3 +477,36 @@ func TestKPIReport(t *testing.T) {
 		t.Fatalf("agents %+v", r.Agents)
 	}
 }
+
+func TestRetentionPrunesFinishedTasks(t *testing.T) {
+	f := start(t, func(c *sched.Config) {
+		c.Retention = sched.Retention{Keep: 2, Interval: 10 * time.Millisecond}
+	})
+	f.register("echo", "echo")
+	var ids []string
+	for i := 0; i < 6; i++ {
+		id := f.submit(protocol.SubmitParams{Agent: "echo", Input: json.RawMessage(`1`)})
+		f.wait(id)
+		ids = append(ids, id)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		list, err := f.s.List(context.Background(), &protocol.ListParams{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Tasks) == 2 {
+			if list.Tasks[0].TaskID != ids[5] || list.Tasks[1].TaskID != ids[4] {
+				t.Fatalf("kept %s, %s; want the newest two", list.Tasks[0].TaskID, list.Tasks[1].TaskID)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d tasks kept, want 2", len(list.Tasks))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := f.s.Task(context.Background(), ids[0]); !errors.Is(err, protocol.ErrNotFound) {
+		t.Fatalf("a pruned task: %v, want -32001", err)
+	}
+}

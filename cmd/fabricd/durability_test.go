@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -192,4 +193,42 @@ func TestSIGTERMDrainsAndLosesNothing(t *testing.T) {
 			t.Errorf("task %d (%s): %s %+v, want %s", i, id, task.State, task.Error, want)
 		}
 	}
+}
+
+// TestSecondSignalStopsAtOnce: a second SIGTERM cuts the drain short; the
+// running task is requeued durably, not lost.
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts fabricd")
+	}
+	data := t.TempDir()
+	s := fabricdtest.Start(t, "--data", data, "--workers", "1", "--drain-timeout", "10m")
+	c := dial(t, s)
+	register(t, c, "loop", "loop")
+	var r protocol.SubmitResult
+	call(t, c, "task.submit", map[string]any{"agent": "loop", "timeout_ms": 600000}, &r)
+	fabricdtest.WaitFor(t, time.Minute, "the loop to run", func() bool {
+		var task protocol.Task
+		call(t, c, "task.get", map[string]any{"task_id": r.TaskID}, &task)
+		return task.State == protocol.StateRunning
+	})
+	s.Cmd.Process.Signal(syscall.SIGTERM)
+	fabricdtest.WaitFor(t, time.Minute, "draining", func() bool { return strings.Contains(s.Log(), "draining") })
+	began := time.Now()
+	s.Cmd.Process.Signal(syscall.SIGTERM)
+	if code := s.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d\n%s", code, s.Log())
+	}
+	if d := time.Since(began); d > 30*time.Second {
+		t.Fatalf("the second signal took %s to stop fabricd", d)
+	}
+
+	s2 := fabricdtest.Start(t, "--data", data, "--workers", "1")
+	c2 := dial(t, s2)
+	var task protocol.Task
+	call(t, c2, "task.get", map[string]any{"task_id": r.TaskID}, &task)
+	if task.State != protocol.StateQueued && task.State != protocol.StateRunning {
+		t.Fatalf("after a hard stop the task is %s, want it back in the queue", task.State)
+	}
+	call(t, c2, "task.cancel", map[string]any{"task_id": r.TaskID}, &task)
 }
