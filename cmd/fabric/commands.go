@@ -30,7 +30,7 @@ func init() {
 	commands = []*command{
 		agentRegisterCmd, agentListCmd, agentGetCmd, agentStatsCmd, agentRmCmd,
 		taskSubmitCmd, taskGetCmd, taskWaitCmd, taskCancelCmd, taskListCmd,
-		watchCmd, kpiCmd, healthCmd, completionCmd,
+		watchCmd, kpiCmd, healthCmd, benchCmd, soakCmd, echoServerCmd, completionCmd,
 	}
 }
 
@@ -96,7 +96,9 @@ const exitCodesHelp = `Exit status:
   0    ok
   1    the task or operation failed: a task ended failed or cancelled
        (task submit --wait, task wait), or task wait --timeout-ms passed
-       before it ended; health is not "ok"
+       before it ended; health is not "ok"; bench or soak saw a task
+       fail or not complete, an error other than -32002, or (soak) a
+       measure grow
   2    usage error: unknown command or flag, missing or extra argument,
        bad input (invalid JSON, unreadable file, bad base64)
   3    connection or transport error: cannot connect, the connection

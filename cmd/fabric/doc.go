@@ -17,6 +17,13 @@
 //	watch [--agent A] [--task ID ...] [--after-seq N]
 //	kpi [--interval 1s] [--once]
 //	health
+//	bench [--mode submit-wait,submit-subscribe,health,echo] [--connections N]
+//	      [--in-flight N] [--duration D | --count N] [--batch N]
+//	      [--agent A | --mix A:W,...] [--input J | --input-size N]
+//	      [--priority P,...] [--register NAME=FILE.wasm ...]
+//	soak  [the load flags of bench] [--sample D] [--warmup D] [--tolerance F]
+//	      [--data DIR]
+//	echo-server [--listen HOST:PORT]
 //	completion bash|zsh|fish
 //	help [COMMAND]
 //
@@ -38,7 +45,9 @@
 //	0    ok
 //	1    the task or operation failed: a task ended failed or cancelled
 //	     (task submit --wait, task wait), or task wait --timeout-ms passed
-//	     before it ended; health is not "ok"
+//	     before it ended; health is not "ok"; bench or soak saw a task
+//	     fail or not complete, an error other than -32002, or (soak) a
+//	     measure grow
 //	2    usage error: unknown command or flag, missing or extra argument,
 //	     bad input (invalid JSON, unreadable file, bad base64)
 //	3    connection or transport error: cannot connect, the connection

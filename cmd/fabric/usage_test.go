@@ -178,7 +178,7 @@ t fabric completion ""
 		if err != nil {
 			t.Fatalf("bash: %v\n%s", err, out)
 		}
-		want := "agent task watch kpi health completion help\ntask\nsubmit get wait cancel list\nregister rm\n" +
+		want := "agent task watch kpi health bench soak echo-server completion help\ntask\nsubmit get wait cancel list\nregister rm\n" +
 			"--priority\ncritical high normal low background\nrunning retrying\n--task\nbash zsh fish\n"
 		if string(out) != want {
 			t.Errorf("bash completions:\n%s\nwant:\n%s", out, want)
