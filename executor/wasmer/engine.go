@@ -47,6 +47,11 @@ type Options struct {
 	// memory quota (guest memory, compiled code and the worker's own heap
 	// count against it). Default MaxMemoryBytes + 1 GiB.
 	WorkerDataBytes uint64
+	// Compiler is wasmer's compiler: CompilerCranelift (the default), an
+	// optimizing one, or CompilerSinglepass, which compiles a large module
+	// about ten times faster (a 2.6 MB Go agent: 0.75 s instead of 8 s) into
+	// slower code.
+	Compiler string
 	// Executable is the binary a worker runs; its main must call WorkerMain
 	// first. Default os.Executable(), the running binary.
 	Executable string
@@ -56,6 +61,12 @@ type Options struct {
 	// testHooks lets the package's tests ask a worker to crash.
 	testHooks bool
 }
+
+// Compilers of Options.Compiler.
+const (
+	CompilerCranelift  = "cranelift"
+	CompilerSinglepass = "singlepass"
+)
 
 // Defaults of Options.
 const (
@@ -94,6 +105,13 @@ func (o *Options) Validate() error {
 	}
 	if o.StackBytes < minStackBytes {
 		return fmt.Errorf("StackBytes: want at least %d (256 KiB); got %d", minStackBytes, o.StackBytes)
+	}
+	switch o.Compiler {
+	case "":
+		o.Compiler = CompilerCranelift
+	case CompilerCranelift, CompilerSinglepass:
+	default:
+		return fmt.Errorf("Compiler: want %q or %q; got %q", CompilerCranelift, CompilerSinglepass, o.Compiler)
 	}
 	if o.WorkerDataBytes == 0 {
 		o.WorkerDataBytes = o.MaxMemoryBytes + defaultDataOverhead

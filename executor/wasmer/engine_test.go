@@ -60,3 +60,9 @@ func TestConformance(t *testing.T) {
 		return newEngine(t, Options{MaxMemoryBytes: 256 << 20})
 	})
 }
+
+func TestConformanceSinglepass(t *testing.T) {
+	enginetest.Run(t, func(t *testing.T) executor.Engine {
+		return newEngine(t, Options{MaxMemoryBytes: 256 << 20, Compiler: CompilerSinglepass})
+	})
+}

@@ -217,6 +217,7 @@ func (w *proc) handshake() error {
 		Version:    protocolVersion,
 		DataLimit:  w.pool.opts.WorkerDataBytes,
 		StackBytes: w.pool.opts.StackBytes,
+		Compiler:   w.pool.opts.Compiler,
 		TestHooks:  w.pool.opts.testHooks,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.pool.opts.StartTimeout)

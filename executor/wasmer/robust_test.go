@@ -317,6 +317,7 @@ func TestOptionsValidate(t *testing.T) {
 		{Options{StackBytes: 4096}, "StackBytes"},
 		{Options{MaxMemoryBytes: 1 << 30, WorkerDataBytes: 1 << 20}, "WorkerDataBytes"},
 		{Options{StartTimeout: -time.Second}, "StartTimeout"},
+		{Options{Compiler: "llvm"}, "Compiler"},
 	} {
 		if err := c.opts.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Validate(%+v): %v; want an error naming %s", c.opts, err, c.want)

@@ -179,18 +179,19 @@ type initConfig struct {
 	Version    uint32
 	DataLimit  uint64 // RLIMIT_DATA for the worker; 0 leaves it
 	StackBytes uint64 // native stack of the thread that runs a guest
+	Compiler   string // CompilerCranelift or CompilerSinglepass
 	TestHooks  bool   // honour runRequest.Crash (tests only)
 }
 
 func (c *initConfig) encode() []byte {
 	e := &enc{}
-	e.u32(c.Version).u64(c.DataLimit).u64(c.StackBytes).bool(c.TestHooks)
+	e.u32(c.Version).u64(c.DataLimit).u64(c.StackBytes).str(c.Compiler).bool(c.TestHooks)
 	return e.b
 }
 
 func (c *initConfig) decode(b []byte) error {
 	d := &dec{b: b}
-	c.Version, c.DataLimit, c.StackBytes, c.TestHooks = d.u32(), d.u64(), d.u64(), d.bool()
+	c.Version, c.DataLimit, c.StackBytes, c.Compiler, c.TestHooks = d.u32(), d.u64(), d.u64(), d.str(), d.bool()
 	return d.done()
 }
 

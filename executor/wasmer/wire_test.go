@@ -16,7 +16,7 @@ func TestWireRoundTrip(t *testing.T) {
 		decode([]byte) error
 	}
 	for _, c := range []struct{ in, out codec }{
-		{&initConfig{Version: 1, DataLimit: 2, StackBytes: 3, TestHooks: true}, &initConfig{}},
+		{&initConfig{Version: 1, DataLimit: 2, StackBytes: 3, Compiler: "c", TestHooks: true}, &initConfig{}},
 		{&helloReply{Version: 1, PID: -2, Metering: true, Err: "e"}, &helloReply{}},
 		{&compileRequest{Key: "k", Metered: true, WantArtifact: true, Wasm: []byte{1, 2}, Validate: []byte{3}}, &compileRequest{}},
 		{&compiledReply{Err: "e", Artifact: []byte{9}}, &compiledReply{}},

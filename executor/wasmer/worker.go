@@ -150,7 +150,7 @@ func (w *worker) engine() (*engineState, error) {
 	if w.eng != nil {
 		return w.eng, nil
 	}
-	e, err := newWasmerEngine(false)
+	e, err := newWasmerEngine(w.cfg.Compiler, false)
 	if err != nil {
 		return nil, err
 	}
@@ -161,15 +161,23 @@ func (w *worker) engine() (*engineState, error) {
 	return e, nil
 }
 
-// newWasmerEngine creates a wasmer engine (Universal, Cranelift) and its store,
-// with the metering middleware if metered.
-func newWasmerEngine(metered bool) (es *engineState, err error) {
+// newWasmerEngine creates a wasmer engine (Universal, with the compiler named)
+// and its store, with the metering middleware if metered.
+func newWasmerEngine(compiler string, metered bool) (es *engineState, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			es, err = nil, fmt.Errorf("creating a wasmer engine panicked: %v", p)
 		}
 	}()
-	cfg := wasmer.NewConfig().UseUniversalEngine().UseCraneliftCompiler()
+	cfg := wasmer.NewConfig().UseUniversalEngine()
+	switch compiler {
+	case CompilerCranelift:
+		cfg.UseCraneliftCompiler()
+	case CompilerSinglepass:
+		cfg.UseSinglepassCompiler()
+	default:
+		return nil, fmt.Errorf("compiler %q: want %s or %s", compiler, CompilerCranelift, CompilerSinglepass)
+	}
 	if metered {
 		pushMetering(cfg)
 	}
@@ -187,7 +195,7 @@ func (w *worker) compileMetered(wasm []byte) ([]byte, error) {
 	if !w.metering {
 		return nil, fmt.Errorf("the wasmer library has no metering middleware")
 	}
-	es, err := newWasmerEngine(true)
+	es, err := newWasmerEngine(w.cfg.Compiler, true)
 	if err != nil {
 		return nil, err
 	}
