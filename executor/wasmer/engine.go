@@ -55,6 +55,10 @@ type Options struct {
 	// Executable is the binary a worker runs; its main must call WorkerMain
 	// first. Default os.Executable(), the running binary.
 	Executable string
+	// CacheDir is a directory for compiled modules, so that a restarted
+	// server loads its agents instead of compiling them again; "" caches
+	// nothing on disk. See cache.go for what the files are keyed by.
+	CacheDir string
 	// StartTimeout bounds a worker's start-up handshake. Default 30 s.
 	StartTimeout time.Duration
 
@@ -300,7 +304,7 @@ func (e *Engine) Compile(ctx context.Context, spec executor.ModuleSpec) (mod exe
 	sum := sha256.Sum256(spec.Wasm)
 	key := fmt.Sprintf("m%d-%s", e.nextKey.Add(1), hex.EncodeToString(sum[:6]))
 	closedFlag := new(atomic.Bool)
-	art, err := e.compileArtifact(ctx, key, ins.Wasm, spec.Wasm, false, closedFlag)
+	art, err := e.artifactFor(ctx, key, ins, spec.Wasm, closedFlag)
 	if err != nil {
 		return nil, err
 	}

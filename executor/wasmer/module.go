@@ -267,11 +267,12 @@ func (r *run) prepare(w *proc, art []byte, metered bool) error {
 	if err != nil {
 		return err
 	}
-	if t != msgLoaded {
-		return fmt.Errorf("a load request got a frame of type %d", t)
+	var reply loadedReply
+	if t != msgLoaded || reply.decode(payload) != nil {
+		return fmt.Errorf("a load request got a malformed reply (type %d)", t)
 	}
-	if len(payload) > 0 {
-		return errors.New(string(payload))
+	if reply.Err != "" || reply.Invalid != "" {
+		return errors.New(reply.Err + reply.Invalid)
 	}
 	w.loaded[key] = r.m.closedFlag
 	return nil

@@ -4,6 +4,7 @@ package wasmer
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/chimera-fabric/fabric/executor"
 	"github.com/chimera-fabric/fabric/executor/enginetest"
@@ -372,5 +375,60 @@ func TestCloseUnderRuns(t *testing.T) {
 	}
 	if err := e.Close(ctx); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestCacheDir: a second engine on the same cache directory loads the
+// compiled module instead of compiling it; a damaged cache file is replaced.
+func TestCacheDir(t *testing.T) {
+	dir := t.TempDir()
+	wasm := enginetest.Agent(t, "echo_fabric")
+	spec := executor.ModuleSpec{Name: "echo", Wasm: wasm}
+	e1 := newEngine(t, Options{Workers: 1, CacheDir: dir})
+	m, err := e1.Compile(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSuccess(t, m.Run(context.Background(), testInvocation([]byte("one"))), "one")
+	ins, _ := instrument(wasm)
+	path := e1.cachePath(ins.Wasm)
+	art, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("no cache file after Compile: %v", err)
+	}
+	if !bytes.Equal(art, m.(*module).artifacts[0]) {
+		t.Error("the cache file is not the module's artifact")
+	}
+
+	var logs bytes.Buffer
+	e2 := newEngine(t, Options{Workers: 1, CacheDir: dir})
+	e2.log = zerolog.New(&logs).Level(zerolog.DebugLevel)
+	m2, err := e2.Compile(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "loaded from the cache") {
+		t.Errorf("the second engine compiled again; logs: %s", logs.String())
+	}
+	wantSuccess(t, m2.Run(context.Background(), testInvocation([]byte("two"))), "two")
+
+	if err := os.WriteFile(path, []byte("not an artifact"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	m3, err := e2.Compile(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSuccess(t, m3.Run(context.Background(), testInvocation([]byte("three"))), "three")
+	if !strings.Contains(logs.String(), "does not load") {
+		t.Errorf("a damaged cache file was not reported; logs: %s", logs.String())
+	}
+	if b, _ := os.ReadFile(path); !bytes.Equal(b, art) {
+		t.Error("the damaged cache file was not replaced by the artifact")
+	}
+	// A module wasmer refuses stays refused, whatever the cache holds.
+	if _, err := e2.Compile(context.Background(), executor.ModuleSpec{Name: "x", Wasm: growModuleReserved(0, 0x80, 0x00)}); !errors.Is(err, protocol.ErrInvalidModule) {
+		t.Errorf("Compile of an invalid module: %v; want ErrInvalidModule", err)
 	}
 }

@@ -32,7 +32,7 @@ const (
 	// worker -> parent
 	msgHello    byte = 20 // helloReply
 	msgCompiled byte = 21 // compiledReply
-	msgLoaded   byte = 22 // error text, empty on success
+	msgLoaded   byte = 22 // loadedReply
 
 	// events of a run, worker -> parent
 	evOutput   byte = 30 // bytes given to fabric.output_write
@@ -257,22 +257,43 @@ func (c *compiledReply) decode(b []byte) error {
 	return d.done()
 }
 
-// loadRequest hands a worker a compiled artifact to keep under Key.
+// loadRequest hands a worker a compiled artifact to keep under Key, after
+// validating Validate (the module as sent) if it is not empty.
 type loadRequest struct {
 	Key      string
 	Metered  bool
 	Artifact []byte
+	Validate []byte
 }
 
 func (l *loadRequest) encode() []byte {
-	e := &enc{b: make([]byte, 0, len(l.Artifact)+len(l.Key)+16)}
-	e.str(l.Key).bool(l.Metered).bytes(l.Artifact)
+	e := &enc{b: make([]byte, 0, len(l.Artifact)+len(l.Validate)+len(l.Key)+16)}
+	e.str(l.Key).bool(l.Metered).bytes(l.Artifact).bytes(l.Validate)
 	return e.b
 }
 
 func (l *loadRequest) decode(b []byte) error {
 	d := &dec{b: b}
-	l.Key, l.Metered, l.Artifact = d.str(), d.bool(), d.bytes()
+	l.Key, l.Metered, l.Artifact, l.Validate = d.str(), d.bool(), d.bytes(), d.bytes()
+	return d.done()
+}
+
+// loadedReply answers msgLoad: Invalid is wasmer's refusal of the module as
+// sent, Err a failure to load the artifact; both empty on success.
+type loadedReply struct {
+	Invalid string
+	Err     string
+}
+
+func (l *loadedReply) encode() []byte {
+	e := &enc{}
+	e.str(l.Invalid).str(l.Err)
+	return e.b
+}
+
+func (l *loadedReply) decode(b []byte) error {
+	d := &dec{b: b}
+	l.Invalid, l.Err = d.str(), d.str()
 	return d.done()
 }
 

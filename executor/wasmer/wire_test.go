@@ -20,7 +20,8 @@ func TestWireRoundTrip(t *testing.T) {
 		{&helloReply{Version: 1, PID: -2, Metering: true, Err: "e"}, &helloReply{}},
 		{&compileRequest{Key: "k", Metered: true, WantArtifact: true, Wasm: []byte{1, 2}, Validate: []byte{3}}, &compileRequest{}},
 		{&compiledReply{Err: "e", Artifact: []byte{9}}, &compiledReply{}},
-		{&loadRequest{Key: "k", Metered: true, Artifact: []byte{1}}, &loadRequest{}},
+		{&loadRequest{Key: "k", Metered: true, Artifact: []byte{1}, Validate: []byte{2}}, &loadRequest{}},
+		{&loadedReply{Invalid: "i", Err: "e"}, &loadedReply{}},
 		{&runRequest{Key: "k", Metered: true, ABI: "a", Entry: "e", Initialize: true, HasStart: true, HasMemory: true,
 			GrowGuarded: true, Args: []string{"x", ""}, Clock: true, Random: true, Input: []byte("in"), OutputLimit: -1,
 			LogLimit: 5, QuotaPages: 6, Fuel: 7, Seed: -8, Crash: crashHostFn}, &runRequest{}},
@@ -79,6 +80,7 @@ func FuzzDecode(f *testing.F) {
 		_ = (&compileRequest{}).decode(b)
 		_ = (&compiledReply{}).decode(b)
 		_ = (&loadRequest{}).decode(b)
+		_ = (&loadedReply{}).decode(b)
 		_ = (&runRequest{}).decode(b)
 		_ = (&runDone{}).decode(b)
 		_, _, _ = readFrame(bufio.NewReader(bytes.NewReader(b)))

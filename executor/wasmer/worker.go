@@ -226,7 +226,8 @@ func (w *worker) serve(t byte, payload []byte) error {
 		if err := q.decode(payload); err != nil {
 			return fmt.Errorf("load request: %w", err)
 		}
-		return w.ev.send(msgLoaded, []byte(w.load(&q)), true)
+		reply := w.load(&q)
+		return w.ev.send(msgLoaded, reply.encode(), true)
 	case msgDrop:
 		for _, metered := range []bool{false, true} {
 			k := moduleKey{string(payload), metered}
@@ -289,24 +290,29 @@ func (w *worker) compile(q *compileRequest) (reply compiledReply) {
 	return reply
 }
 
-// load deserializes an artifact this build of the worker produced; it
-// returns an error text, empty on success.
-func (w *worker) load(q *loadRequest) (errText string) {
+// load deserializes an artifact this build of the worker produced, after
+// validating the module it came from if asked.
+func (w *worker) load(q *loadRequest) (reply loadedReply) {
 	defer func() {
 		if p := recover(); p != nil {
-			errText = fmt.Sprintf("deserializing the module panicked: %v", p)
+			reply = loadedReply{Err: fmt.Sprintf("deserializing the module panicked: %v", p)}
 		}
 	}()
 	es, err := w.engine()
 	if err != nil {
-		return err.Error()
+		return loadedReply{Err: err.Error()}
+	}
+	if len(q.Validate) > 0 {
+		if err := wasmer.ValidateModule(es.store, q.Validate); err != nil {
+			return loadedReply{Invalid: err.Error()}
+		}
 	}
 	m, err := wasmer.DeserializeModule(es.store, q.Artifact)
 	if err != nil {
-		return fmt.Sprintf("deserializing the module: %v", err)
+		return loadedReply{Err: fmt.Sprintf("deserializing the module: %v", err)}
 	}
 	w.keep(moduleKey{q.Key, q.Metered}, m)
-	return ""
+	return loadedReply{}
 }
 
 func (w *worker) keep(k moduleKey, m *wasmer.Module) {
