@@ -167,6 +167,7 @@ func TestSIGTERMDrainsAndLosesNothing(t *testing.T) {
 		ids = append(ids, r.TaskID)
 	}
 	s.Cmd.Process.Signal(syscall.SIGTERM)
+	fabricdtest.WaitFor(t, time.Minute, "draining", func() bool { return strings.Contains(s.Log(), "draining") })
 	// While it drains, new work is refused with -32007 (or the connection
 	// is already closed).
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
