@@ -127,10 +127,14 @@ func TestServeSessionOverWebSocket(t *testing.T) {
 // TestHostileAgentsKeepServerServing runs the sandbox's bad cases through
 // the real server: each gets its documented outcome and the server goes on.
 func TestHostileAgentsKeepServerServing(t *testing.T) {
+	hostileAgents(t, "wazero")
+}
+
+func hostileAgents(t *testing.T, engine string) {
 	if testing.Short() {
 		t.Skip("starts fabricd")
 	}
-	s := fabricdtest.Start(t, "--data", ":memory:", "--workers", "2")
+	s := fabricdtest.Start(t, "--data", ":memory:", "--workers", "2", "--engine", engine)
 	c := dial(t, s)
 
 	cases := []struct {

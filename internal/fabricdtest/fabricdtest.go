@@ -26,8 +26,8 @@ var (
 )
 
 // Binary returns the path of a fabricd built from this module, building it
-// on first use. Tags are the build tags (e.g. "wasmer"); each set of tags is
-// built once.
+// on first use, with the build tags of the test binary itself (-tags wasmer
+// gives a fabricd with the wasmer engine).
 func Binary(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("FABRIC_TEST_FABRICD"); p != "" {
@@ -41,7 +41,7 @@ func Binary(t testing.TB) string {
 		binPath = filepath.Join(buildDir, "fabricd")
 		// The version is "test", as the fixtures of in-process servers say.
 		args := []string{"build", "-o", binPath, "-ldflags", "-X main.version=test"}
-		if tags := os.Getenv("FABRIC_TEST_TAGS"); tags != "" {
+		if tags := buildTags; tags != "" {
 			args = append(args, "-tags", tags)
 		}
 		args = append(args, "github.com/chimera-fabric/fabric/cmd/fabricd")

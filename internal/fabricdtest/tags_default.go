@@ -1,0 +1,5 @@
+//go:build !wasmer
+
+package fabricdtest
+
+const buildTags = ""
