@@ -18,6 +18,7 @@ import (
 type loadFlags struct {
 	modes             string
 	connections       int
+	idle              int
 	inFlight          int
 	duration          time.Duration
 	count             int64
@@ -38,8 +39,9 @@ type loadFlags struct {
 func (lf *loadFlags) define(fs *flag.FlagSet, defMode string, defDuration time.Duration) {
 	lf.agentInputs = &listFlag{}
 	lf.register = &listFlag{}
-	fs.StringVar(&lf.modes, "mode", defMode, "what to do: submit-wait, submit-subscribe, health (system.health round trips) or echo (raw WebSocket echo); bench takes a comma list and runs each in turn, side by side")
+	fs.StringVar(&lf.modes, "mode", defMode, "what to do: submit-wait, submit-subscribe, submit (without waiting for the tasks), health (system.health round trips) or echo (raw WebSocket echo); bench takes a comma list and runs each in turn, side by side")
 	fs.IntVar(&lf.connections, "connections", 4, "WebSocket connections")
+	fs.IntVar(&lf.idle, "idle-connections", 0, "more connections, opened first and kept open doing nothing during the run (their cost per connection is reported)")
 	fs.IntVar(&lf.inFlight, "in-flight", 8, "workers per connection, each with one task (or one batch) in flight")
 	fs.DurationVar(&lf.duration, "duration", defDuration, "how long to issue new work (then the work in flight ends)")
 	fs.Int64Var(&lf.count, "count", 0, "tasks or round trips to do instead of a duration")
@@ -120,7 +122,7 @@ func (lf *loadFlags) configs(c *cli, durationGiven bool) ([]loadgen.Config, erro
 	for _, m := range modes {
 		cfg := loadgen.Config{
 			URL: c.url, Token: c.token, Mode: m,
-			Connections: lf.connections, InFlight: lf.inFlight, Batch: lf.batch,
+			Connections: lf.connections, IdleConnections: lf.idle, InFlight: lf.inFlight, Batch: lf.batch,
 			Duration: lf.duration, Count: lf.count,
 			Mix: mix, Input: json.RawMessage(lf.input), InputSize: lf.inputSize,
 			Priorities: pris, TimeoutMs: lf.timeoutMs, KeepSubscriptions: lf.keepSubscriptions,

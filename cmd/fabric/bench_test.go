@@ -42,17 +42,17 @@ func TestBenchSmoke(t *testing.T) {
 
 	t.Run("every mode", func(t *testing.T) {
 		r := fabric(t, env, "bench", "--register", "echo="+benchEcho, "--json",
-			"--mode", "submit-wait,submit-subscribe,health,echo", "--count", "200", "--connections", "2", "--in-flight", "4")
+			"--mode", "submit-wait,submit-subscribe,submit,health,echo", "--count", "200", "--connections", "2", "--in-flight", "4")
 		r.check(t, 0, nil, nil)
 		reps := reports(t, r.stdout)
-		if len(reps) != 4 {
-			t.Fatalf("%d reports; want 4:\n%s", len(reps), r.stdout)
+		if len(reps) != 5 {
+			t.Fatalf("%d reports; want 5:\n%s", len(reps), r.stdout)
 		}
 		for _, rep := range reps {
 			if !rep.OK() || rep.Ops != 200 {
 				t.Errorf("%s: %d ops, problem %q; want 200 and none", rep.Mode, rep.Ops, rep.Problem())
 			}
-			if rep.Mode == loadgen.ModeSubmitWait || rep.Mode == loadgen.ModeSubmitSubscribe {
+			if rep.Mode == loadgen.ModeSubmitWait || rep.Mode == loadgen.ModeSubmitSubscribe || rep.Mode == loadgen.ModeSubmit {
 				if rep.Submitted != 200 || rep.ServerCPUUsPerOp == nil {
 					t.Errorf("%s: submitted %d, server cpu %v; want 200 and measured", rep.Mode, rep.Submitted, rep.ServerCPUUsPerOp)
 				}
@@ -66,6 +66,16 @@ func TestBenchSmoke(t *testing.T) {
 			"--priority", "high,normal,low", "--input-size", "300")
 		r.check(t, 0, []string{"submit-wait: 4 connections x 8 in flight, batch 8, mix echo:3,echo2:1, input 300 B",
 			"150 submitted, 150 succeeded, 0 failed, 0 incomplete", "side by side (ratio to submit-wait)"}, nil)
+	})
+
+	t.Run("idle connections", func(t *testing.T) {
+		r := fabric(t, env, "bench", "--register", "echo="+benchEcho, "--json", "--mode", "health",
+			"--idle-connections", "50", "--count", "100")
+		r.check(t, 0, nil, nil)
+		rep := reports(t, r.stdout)[0]
+		if !rep.OK() || rep.Idle == nil || rep.Idle.Connections != 50 || rep.Idle.GoroutinesPerConn < 2 {
+			t.Errorf("%+v, idle %+v, server %+v; want 50 idle connections, each with its goroutines on the server", rep, rep.Idle, rep.ServerAfter)
+		}
 	})
 
 	t.Run("a failing agent", func(t *testing.T) {

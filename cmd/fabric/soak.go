@@ -30,7 +30,7 @@ var soakCmd = &command{
 				return err
 			}
 			if len(cfgs) != 1 || cfgs[0].Mode == loadgen.ModeEcho {
-				return usagef("--mode: a soak takes one of submit-wait, submit-subscribe, health; got %q", lf.modes)
+				return usagef("--mode: a soak takes one of submit-wait, submit-subscribe, submit, health; got %q", lf.modes)
 			}
 			if *sample <= 0 {
 				return usagef("--sample: want a duration > 0; got %v", *sample)

@@ -14,6 +14,9 @@
 //	submit-subscribe  task.submit {subscribe: true}; the task is done when
 //	                  its terminal task.event arrives, after which the
 //	                  subscription is dropped with an unsubscribe notification
+//	submit            task.submit alone: the task's latency is the submit's
+//	                  answer, and the run does not wait for tasks to end (it
+//	                  fills the queue; a task that later fails is not seen)
 //	health            system.health round trips: the floor of any call
 //	echo              the bytes of a system.health request sent over a bare
 //	                  WebSocket to an echo server (EchoHandler) and read
@@ -41,12 +44,13 @@ type Mode string
 const (
 	ModeSubmitWait      Mode = "submit-wait"
 	ModeSubmitSubscribe Mode = "submit-subscribe"
+	ModeSubmit          Mode = "submit"
 	ModeHealth          Mode = "health"
 	ModeEcho            Mode = "echo"
 )
 
 // Modes lists every mode.
-var Modes = []Mode{ModeSubmitWait, ModeSubmitSubscribe, ModeHealth, ModeEcho}
+var Modes = []Mode{ModeSubmitWait, ModeSubmitSubscribe, ModeSubmit, ModeHealth, ModeEcho}
 
 // ParseMode parses a mode's name.
 func ParseMode(s string) (Mode, error) {
@@ -55,10 +59,12 @@ func ParseMode(s string) (Mode, error) {
 			return m, nil
 		}
 	}
-	return "", fmt.Errorf("want one of submit-wait, submit-subscribe, health, echo; got %q", s)
+	return "", fmt.Errorf("want one of submit-wait, submit-subscribe, submit, health, echo; got %q", s)
 }
 
-func (m Mode) submits() bool { return m == ModeSubmitWait || m == ModeSubmitSubscribe }
+func (m Mode) submits() bool {
+	return m == ModeSubmitWait || m == ModeSubmitSubscribe || m == ModeSubmit
+}
 
 // MixEntry is one kind of task in a run's mix: tasks of Agent are submitted
 // Weight times out of every sum-of-weights tasks.
@@ -105,6 +111,10 @@ type Config struct {
 	Mode  Mode
 
 	Connections int           // default 1
+	// IdleConnections are opened before the run and kept open, sending
+	// nothing, while it runs: what many open connections cost the server
+	// and do to the latency of the work (Report.Idle).
+	IdleConnections int
 	InFlight    int           // workers per connection; default 1
 	Duration    time.Duration // how long to issue new operations; default 10s when Count is 0
 	Count       int64         // operations (tasks, or round trips) to do; 0: run for Duration
@@ -156,6 +166,9 @@ func (c *Config) Validate() error {
 	}
 	if err := defInt("connections", &c.Connections, 1, 100_000); err != nil {
 		return err
+	}
+	if c.IdleConnections < 0 || c.IdleConnections > 1_000_000 {
+		return fmt.Errorf("idle-connections: want 0..1000000; got %d", c.IdleConnections)
 	}
 	if err := defInt("in-flight", &c.InFlight, 1, 100_000); err != nil {
 		return err

@@ -25,7 +25,10 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, ", server %.1f µs", *r.ServerCPUUsPerOp)
 	}
 	fmt.Fprintln(w)
-	if r.Mode.submits() {
+	switch {
+	case r.Mode == ModeSubmit:
+		fmt.Fprintf(w, "  tasks: %d submitted (their ends not awaited)\n", r.Submitted)
+	case r.Mode.submits():
 		fmt.Fprintf(w, "  tasks: %d submitted, %d succeeded, %d failed, %d incomplete\n", r.Submitted, r.Ops, r.Failed, r.Incomplete)
 	}
 	if len(r.TaskErrors) > 0 {
@@ -36,6 +39,15 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	if len(r.Errors) > 0 {
 		fmt.Fprintf(w, "  errors: %s\n  first error: %s\n", countsText(r.Errors), r.FirstError)
+	}
+	if b, a := r.ServerBefore, r.ServerAfter; b != nil && a != nil {
+		fmt.Fprintf(w, "  server: rss %.1f -> %.1f MiB, heap %.1f -> %.1f MiB, goroutines %.0f -> %.0f, queued %.0f -> %.0f\n",
+			b.RSSBytes/(1<<20), a.RSSBytes/(1<<20), b.HeapBytes/(1<<20), a.HeapBytes/(1<<20),
+			b.Goroutines, a.Goroutines, b.QueueDepth, a.QueueDepth)
+	}
+	if i := r.Idle; i != nil {
+		fmt.Fprintf(w, "  %d idle connections open, each costing the server %.1f KiB of rss, %.1f KiB of heap, %.1f goroutines\n",
+			i.Connections, i.RSSBytesPerConn/1024, i.HeapBytesPerConn/1024, i.GoroutinesPerConn)
 	}
 	if r.Interrupted {
 		fmt.Fprintln(w, "  interrupted before the end")

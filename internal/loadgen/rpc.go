@@ -325,6 +325,20 @@ func (r *run) submitSubscribeWorker(ctx context.Context, rc *rpcConn) {
 	}
 }
 
+func (r *run) submitWorker(ctx context.Context, rc *rpcConn) {
+	for {
+		n := r.claim(r.cfg.Batch)
+		if n == 0 {
+			return
+		}
+		for _, t := range r.submit(ctx, rc, r.newTasks(n)) {
+			r.hist.record(time.Since(t.start))
+			r.ops.Add(1)
+			r.inFlight.Add(-1)
+		}
+	}
+}
+
 func (r *run) healthWorker(ctx context.Context, rc *rpcConn) {
 	for {
 		n := r.claim(r.cfg.Batch)

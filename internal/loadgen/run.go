@@ -54,6 +54,12 @@ type Report struct {
 	ClientCPUUsPerOp float64  `json:"client_cpu_us_per_op"`
 	ServerCPUUsPerOp *float64 `json:"server_cpu_us_per_op,omitempty"`
 
+	// The server's state before and after the run, from its /metrics.
+	ServerBefore *ServerState `json:"server_before,omitempty"`
+	ServerAfter  *ServerState `json:"server_after,omitempty"`
+	// Idle is what the idle connections cost the server.
+	Idle *IdleReport `json:"idle,omitempty"`
+
 	Interrupted bool `json:"interrupted,omitempty"`
 }
 
@@ -163,8 +169,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}()
 
+	var idle *IdleReport
+	if cfg.IdleConnections > 0 {
+		var closeIdle func()
+		idle, closeIdle, err = r.dialIdle(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer closeIdle()
+	}
+
 	cpu0 := processCPU()
-	srv0, srvOK := r.serverCPU(ctx)
+	srv0 := r.serverState(ctx)
 
 	// Operations run on their own context: ending ctx stops new ones, and
 	// those in flight get cfg.Drain to end.
@@ -198,6 +214,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	watch.Wait()
 
 	cpu1 := processCPU()
+	srv1 := r.serverState(context.Background())
 	rep := &Report{
 		Mode: cfg.Mode, URL: cfg.URL, Connections: cfg.Connections, InFlight: cfg.InFlight, Batch: cfg.Batch,
 		ElapsedS:       elapsed.Seconds(),
@@ -225,11 +242,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if rep.Ops > 0 {
 		rep.ThroughputPerS = float64(rep.Ops) / elapsed.Seconds()
 		rep.ClientCPUUsPerOp = float64(cpu1-cpu0) / float64(time.Microsecond) / float64(rep.Ops)
-		if srv1, ok := r.serverCPU(context.Background()); ok && srvOK {
-			v := (srv1 - srv0) * 1e6 / float64(rep.Ops)
+		if srv0 != nil && srv1 != nil {
+			v := (srv1.CPUSeconds - srv0.CPUSeconds) * 1e6 / float64(rep.Ops)
 			rep.ServerCPUUsPerOp = &v
 		}
 	}
+	rep.ServerBefore, rep.ServerAfter, rep.Idle = srv0, srv1, idle
 	return rep, nil
 }
 
@@ -403,22 +421,44 @@ func (r *run) worker(ctx context.Context, c conn) {
 			r.submitWaitWorker(ctx, c)
 		case ModeSubmitSubscribe:
 			r.submitSubscribeWorker(ctx, c)
+		case ModeSubmit:
+			r.submitWorker(ctx, c)
 		}
 	}
 }
 
-func (r *run) serverCPU(ctx context.Context) (float64, bool) {
+// ServerState is what the server's /metrics said at one moment.
+type ServerState struct {
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	RSSBytes    float64 `json:"rss_bytes"`
+	HeapBytes   float64 `json:"heap_bytes"`
+	Goroutines  float64 `json:"goroutines"`
+	OpenFDs     float64 `json:"open_fds"`
+	QueueDepth  float64 `json:"queue_depth"`
+	Connections float64 `json:"connections"`
+}
+
+// serverState reads the server's /metrics; nil when there are none.
+func (r *run) serverState(ctx context.Context) *ServerState {
 	if r.cfg.MetricsURL == "" || r.cfg.MetricsURL == "-" {
-		return 0, false
+		return nil
 	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	m, err := Scrape(sctx, r.cfg.MetricsURL, r.cfg.Token)
 	if err != nil {
-		return 0, false
+		return nil
 	}
-	v, ok := m["process_cpu_seconds_total"]
-	return v, ok
+	if _, ok := m["process_cpu_seconds_total"]; !ok {
+		return nil
+	}
+	return &ServerState{
+		CPUSeconds: m["process_cpu_seconds_total"], RSSBytes: m["process_resident_memory_bytes"],
+		HeapBytes: m["go_memstats_heap_inuse_bytes"], Goroutines: m["go_goroutines"],
+		OpenFDs: m["process_open_fds"], QueueDepth: m["sum:fabric_queue_depth"],
+		// By transport, or (before fabricd labelled it) bare.
+		Connections: m["fabric_connections_open"] + m["sum:fabric_connections_open"],
+	}
 }
 
 // processCPU is this process's CPU time, user and system.
