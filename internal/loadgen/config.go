@@ -110,15 +110,15 @@ type Config struct {
 	Token string
 	Mode  Mode
 
-	Connections int           // default 1
+	Connections int // default 1
 	// IdleConnections are opened before the run and kept open, sending
 	// nothing, while it runs: what many open connections cost the server
 	// and do to the latency of the work (Report.Idle).
 	IdleConnections int
-	InFlight    int           // workers per connection; default 1
-	Duration    time.Duration // how long to issue new operations; default 10s when Count is 0
-	Count       int64         // operations (tasks, or round trips) to do; 0: run for Duration
-	Batch       int           // tasks or calls per JSON-RPC batch; default 1 (no batches)
+	InFlight        int           // workers per connection; default 1
+	Duration        time.Duration // how long to issue new operations; default 10s when Count is 0
+	Count           int64         // operations (tasks, or round trips) to do; 0: run for Duration
+	Batch           int           // tasks or calls per JSON-RPC batch; default 1 (no batches)
 
 	Mix        []MixEntry          // required for the submit modes
 	Input      json.RawMessage     // default {}
