@@ -321,7 +321,6 @@ func (e *Engine) Compile(ctx context.Context, spec executor.ModuleSpec) (mod exe
 		growGuarded:   ins.GrowGuarded,
 		clock:         clock,
 		random:        random,
-		meteredLock:   make(chan struct{}, 1),
 		closedFlag:    closedFlag,
 	}
 	m.artifacts[0] = art

@@ -30,15 +30,14 @@ type module struct {
 	args          []string
 	clock, random bool
 
-	// meteredLock serializes the metered variant's compilation.
-	meteredLock chan struct{}
 	// closedFlag is set by Close; workers holding the module drop it when
 	// they see it set.
 	closedFlag *atomic.Bool
 
-	mu        sync.Mutex
-	artifacts [2][]byte // unmetered, metered (compiled on first use)
-	closed    bool
+	mu         sync.Mutex
+	artifacts  [1][]byte   // the unmetered variant's
+	meteredJob *compileJob // the metered variant's, compiled on first use
+	closed     bool
 }
 
 var _ executor.Module = (*module)(nil)
@@ -54,7 +53,7 @@ func (m *module) Close(context.Context) error {
 	defer m.mu.Unlock()
 	m.closed = true
 	m.closedFlag.Store(true)
-	m.artifacts = [2][]byte{}
+	m.artifacts = [1][]byte{}
 	return nil
 }
 
@@ -64,45 +63,62 @@ func (m *module) isClosed() bool {
 	return m.closed
 }
 
-// artifact returns the compiled artifact of the variant, compiling the
-// metered one on first use.
+// artifact returns the compiled artifact of the variant. The metered one
+// is compiled on first use, in the background: a compilation takes seconds
+// on a large module, and a task whose timeout passes meanwhile must not
+// abort it for the next.
 func (m *module) artifact(ctx context.Context, metered bool) ([]byte, error) {
-	i := 0
-	if metered {
-		i = 1
-	}
 	m.mu.Lock()
-	art, closed := m.artifacts[i], m.closed
-	m.mu.Unlock()
-	if closed {
+	if m.closed {
+		m.mu.Unlock()
 		return nil, errModuleClosed
 	}
-	if art != nil {
+	if !metered {
+		art := m.artifacts[0]
+		m.mu.Unlock()
 		return art, nil
 	}
+	job := m.meteredJob
+	if job == nil || job.failed() {
+		job = &compileJob{done: make(chan struct{})}
+		m.meteredJob = job
+		go m.compileMetered(job)
+	}
+	m.mu.Unlock()
 	select {
-	case m.meteredLock <- struct{}{}:
-		defer func() { <-m.meteredLock }()
+	case <-job.done:
+		return job.art, job.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	m.mu.Lock()
-	art = m.artifacts[i]
-	m.mu.Unlock()
-	if art != nil {
-		return art, nil
+}
+
+// compileJob is a compilation in the background.
+type compileJob struct {
+	done chan struct{} // closed when art or err is set
+	art  []byte
+	err  error
+}
+
+func (j *compileJob) failed() bool {
+	select {
+	case <-j.done:
+		return j.err != nil
+	default:
+		return false
 	}
-	art, err := m.e.compileArtifact(ctx, variantKey(m.key, true), m.wasm, nil, true, m.closedFlag)
-	if err != nil {
-		return nil, err
+}
+
+// compileMetered compiles the metered variant for job. The engine counts it
+// as active, so Close waits for it (and stops it).
+func (m *module) compileMetered(job *compileJob) {
+	defer close(job.done)
+	if !m.e.enter() {
+		job.err = errPoolClosed
+		return
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return nil, errModuleClosed
-	}
-	m.artifacts[i] = art
-	return art, nil
+	defer m.e.leave()
+	job.art, job.err = m.e.compileArtifact(m.e.closing, variantKey(m.key, true), m.wasm, nil, true, m.closedFlag)
 }
 
 var errModuleClosed = errors.New("module closed")

@@ -159,7 +159,8 @@ func (p *pool) spawn() (*proc, error) {
 		return nil, fmt.Errorf("starting a wasmer worker: %w", err)
 	}
 	cmd := exec.Command(p.opts.Executable, "fabric-wasmer-worker")
-	cmd.Env = append(os.Environ(), workerEnv+"="+workerEnvValue)
+	cmd.Env = workerEnviron()
+	cmd.Dir = "/"
 	cmd.ExtraFiles = []*os.File{reqR, evW} // fds 3 and 4
 	cmd.Stderr = errW
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -210,6 +211,22 @@ func (p *pool) spawn() (*proc, error) {
 	}
 	p.log.Debug().Int("pid", w.pid).Msg("wasmer worker started")
 	return w, nil
+}
+
+// workerEnvVars are the variables a worker keeps from the server's
+// environment: those the dynamic loader and the Go runtime read. Nothing
+// else (a token, a database path) reaches a process that runs guests.
+var workerEnvVars = []string{"LD_LIBRARY_PATH", "TMPDIR", "GODEBUG", "GOGC", "GOMEMLIMIT", "GOMAXPROCS",
+	"GOTRACEBACK", "GORACE", "GOCOVERDIR"}
+
+func workerEnviron() []string {
+	env := []string{workerEnv + "=" + workerEnvValue}
+	for _, k := range workerEnvVars {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }
 
 func (w *proc) handshake() error {

@@ -250,8 +250,13 @@ func TestFuel(t *testing.T) {
 		t.Fatal("Metering() is false; the wasmer library that wasmer-go ships meters")
 	}
 	spin := compileAgent(t, e, "spin")
+	// A task whose timeout passes while the metered variant compiles does
+	// not stop the compilation for the next one.
 	in := testInvocation(spinInput(1000))
 	in.Fuel = 1_000_000
+	in.Timeout = time.Microsecond
+	wantCode(t, spin.Run(context.Background(), in), protocol.CodeTimeout)
+	in.Timeout = time.Minute
 	out := spin.Run(context.Background(), in)
 	if out.Err != nil {
 		t.Fatalf("spin 1000 with 1e6 fuel: %s: %s", out.Err.Code, out.Err.Message)
@@ -430,5 +435,30 @@ func TestCacheDir(t *testing.T) {
 	// A module wasmer refuses stays refused, whatever the cache holds.
 	if _, err := e2.Compile(context.Background(), executor.ModuleSpec{Name: "x", Wasm: growModuleReserved(0, 0x80, 0x00)}); !errors.Is(err, protocol.ErrInvalidModule) {
 		t.Errorf("Compile of an invalid module: %v; want ErrInvalidModule", err)
+	}
+}
+
+// TestWorkerEnvironment: a worker sees none of the server's environment but
+// what the loader and the Go runtime need.
+func TestWorkerEnvironment(t *testing.T) {
+	t.Setenv("FABRIC_TOKEN", "secret")
+	t.Setenv("GOGC", "150")
+	e := newEngine(t, Options{Workers: 1})
+	pid := waitWorkers(t, e, 1)[0]
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	env := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	has := func(kv string) bool {
+		for _, e := range env {
+			if e == kv {
+				return true
+			}
+		}
+		return false
+	}
+	if has("FABRIC_TOKEN=secret") || !has("GOGC=150") || !has(workerEnv+"="+workerEnvValue) {
+		t.Errorf("worker environment %q; want the worker marker and GOGC, without FABRIC_TOKEN", env)
 	}
 }

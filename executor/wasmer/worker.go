@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/wasmerio/wasmer-go/wasmer"
+
+	"github.com/chimera-fabric/fabric/protocol"
 )
 
 // workerEnv marks a process as a wasmer worker; WorkerMain serves when it is
@@ -373,7 +375,7 @@ func (e *eventWriter) flushEvery(d time.Duration, tick func(), stop <-chan struc
 
 // internalDone reports a failure of the worker itself on a run's path.
 func internalDone(format string, args ...any) runDone {
-	return runDone{End: endError, Code: "internal", Message: fmt.Sprintf(format, args...)}
+	return runDone{End: endError, Code: protocol.CodeInternal, Message: fmt.Sprintf(format, args...)}
 }
 
 // run runs one task; it never panics.
