@@ -19,7 +19,9 @@ func TestGoAgentsLikeWazero(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds Go agents")
 	}
-	e := newEngine(t, Options{Workers: 2})
+	// Singlepass: this is about WASI, and it compiles a Go agent ten times
+	// faster than Cranelift.
+	e := newEngine(t, Options{Workers: 2, Compiler: CompilerSinglepass})
 	z := newWazero(t)
 	for _, c := range []struct {
 		name   string

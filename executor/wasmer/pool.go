@@ -105,6 +105,9 @@ func (p *pool) spawner(first func(spawn func() (*proc, error))) {
 // acquire takes an idle worker, waiting for one until ctx ends or the
 // engine closes. A worker found dead is replaced and skipped.
 func (p *pool) acquire(ctx context.Context, closing context.Context) (*proc, error) {
+	if err := ctx.Err(); err != nil { // before a select that might pick a worker
+		return nil, err
+	}
 	for {
 		select {
 		case w := <-p.idle:
