@@ -469,7 +469,7 @@ func (d *demoRun) summary(ctx context.Context) error {
 	if err := d.call(ctx, protocol.MethodAgentStats, map[string]any{}, &st); err != nil {
 		return err
 	}
-	d.p.printf("kpi.get over its %.0f s window: %d submitted, %d completed (%d of them not succeeded: failed or cancelled), %.2f tasks/s.\n",
+	d.p.printf("kpi.get over its %.0f s window: %d submitted, %d completed (%d of them failed), %.2f tasks/s.\n",
 		k.WindowS, k.Submitted, k.Completed, k.Failed, k.ThroughputPerS)
 	d.p.printf("Latency from submit to the end: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms.\n", k.LatencyMs.P50, k.LatencyMs.P90, k.LatencyMs.P99)
 	if len(k.Custom) > 0 {

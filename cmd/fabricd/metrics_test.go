@@ -144,18 +144,6 @@ func wantCounts(t *testing.T, f families, name string, want map[string]float64) 
 	}
 }
 
-// pendingWiring are the series whose recording the lead is wiring into the
-// server and the store as this test is written (issue 5). A subtest that
-// finds one of them absent, or never observed, skips naming it instead of
-// failing; once they are wired the skips turn into checks by themselves.
-var pendingWiring = map[string]bool{
-	"fabric_rpc_requests_total":           true,
-	"fabric_rpc_request_duration_seconds": true,
-	"fabric_connections_open":             true,
-	"fabric_store_commit_seconds":         true,
-	"fabric_store_commit_writes":          true,
-}
-
 func submitTask(t *testing.T, c *client.Client, params map[string]any) string {
 	t.Helper()
 	var r protocol.SubmitResult
@@ -212,38 +200,29 @@ func TestMetrics(t *testing.T) {
 	if err := c.Call(ctx, "agent.get", map[string]any{"name": "missing"}, nil); err == nil {
 		t.Fatal("agent.get of a missing agent succeeded")
 	}
-	// Counters are recorded as the answers are written; wait until the last
-	// answered request is counted, if RPCs are counted at all.
+	// A request may be counted just after its answer is written: wait until
+	// the last one is.
 	var f families
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		f = scrape(t, s.Addr, "")
-		if f.values("fabric_rpc_requests_total")["code=-32001,method=agent.get"] == 1 || f["fabric_rpc_requests_total"] == nil || time.Now().After(deadline) {
+		if f.values("fabric_rpc_requests_total")["code=-32001,method=agent.get"] == 1 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 
 	t.Run("every series is exported", func(t *testing.T) {
-		var pending []string
 		for _, name := range fabricSeries(t) {
-			if f[name] != nil {
-				continue
+			if f[name] == nil {
+				t.Errorf("%s is defined in internal/metrics but absent from /metrics", name)
 			}
-			if pendingWiring[name] {
-				pending = append(pending, name)
-				continue
-			}
-			t.Errorf("%s is defined in internal/metrics but absent from /metrics", name)
 		}
 		for _, name := range []string{"go_goroutines", "go_threads", "go_memstats_alloc_bytes", "go_gc_duration_seconds", "go_info",
 			"process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_max_fds", "process_start_time_seconds"} {
 			if f[name] == nil {
 				t.Errorf("runtime series %s is absent from /metrics", name)
 			}
-		}
-		if len(pending) > 0 && !t.Failed() {
-			t.Skipf("not exported yet (being wired by the lead): %s", strings.Join(pending, ", "))
 		}
 	})
 
@@ -289,11 +268,6 @@ func TestMetrics(t *testing.T) {
 	})
 
 	t.Run("rpc", func(t *testing.T) {
-		for _, name := range []string{"fabric_rpc_requests_total", "fabric_rpc_request_duration_seconds"} {
-			if f[name] == nil {
-				t.Skipf("%s is not exported yet (being wired by the lead)", name)
-			}
-		}
 		wantValues(t, f, "fabric_rpc_requests_total", map[string]float64{
 			"code=0,method=agent.register": 3, "code=0,method=task.submit": 5, "code=0,method=task.wait": 5,
 			"code=-32001,method=agent.get": 1,
@@ -309,9 +283,6 @@ func TestMetrics(t *testing.T) {
 
 	t.Run("connections", func(t *testing.T) {
 		wantValues(t, f, "fabric_connections_slow_consumer_closed_total", map[string]float64{"": 0})
-		if f["fabric_connections_open"] == nil {
-			t.Skip("fabric_connections_open is not exported yet (being wired by the lead)")
-		}
 		wantValues(t, f, "fabric_connections_open", map[string]float64{"transport=websocket": 1})
 		second := dial(t, s)
 		fabricdtest.WaitFor(t, 10*time.Second, "fabric_connections_open 2 with a second client", func() bool {
@@ -327,7 +298,7 @@ func TestMetrics(t *testing.T) {
 		commits := f.histograms("fabric_store_commit_seconds")[""]
 		writes := f.histograms("fabric_store_commit_writes")[""]
 		if commits[0] == 0 {
-			t.Skip("fabric_store_commit_seconds has no samples: store commits are not recorded yet (being wired by the lead)")
+			t.Fatal("fabric_store_commit_seconds has no samples after tasks ran on a durable store")
 		}
 		if writes[0] != commits[0] {
 			t.Errorf("fabric_store_commit_writes has %g samples, fabric_store_commit_seconds %g: want one of each per commit", writes[0], commits[0])
