@@ -482,9 +482,9 @@ func (d *demoRun) summary(ctx context.Context) error {
 	}
 	d.p.printf("\nagent.stats:\n")
 	d.p.table(func(w io.Writer) {
-		fmt.Fprintln(w, "  AGENT\tTASKS\tSUCCEEDED\tFAILED\tCANCELLED\tAVG MS\tP50 MS\tP99 MS\tCPU S\tPEAK MB\t")
+		fmt.Fprintln(w, "  AGENT\tTASKS\tSUCCEEDED\tFAILED\tCANCELLED\tAVG MS\tP50 MS\tP99 MS\tCPU S\tPEAK MB")
 		for _, a := range st.Agents {
-			fmt.Fprintf(w, "  %s\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.3f\t%.1f\t\n", a.Name, a.TasksTotal, a.Succeeded, a.Failed, a.Cancelled,
+			fmt.Fprintf(w, "  %s\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.3f\t%.1f\n", a.Name, a.TasksTotal, a.Succeeded, a.Failed, a.Cancelled,
 				a.AvgDurationMs, a.P50Ms, a.P99Ms, a.CPUSecondsTotal, a.MemoryPeakMBMax)
 		}
 	})
