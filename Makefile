@@ -30,6 +30,10 @@ run: build agents
 	@echo "next, in another terminal:  $(BIN)/fabric task submit echo '{\"hello\":\"fabric\"}' --wait"
 	$(BIN)/fabricd serve --listen $(LISTEN) --data $(DATA) --agents $(AGENTS)
 
+# A short mixed workload through the real API, on an in-process fabricd.
+demo: build agents
+	$(BIN)/fabricd demo --agents $(AGENTS)
+
 # Everything CI checks: the race detector over every package, and the wasmer
 # engine's conformance suite (cgo; its library ships inside the Go module).
 test:

@@ -39,6 +39,7 @@ const usage = `fabricd runs tasks in sandboxed WebAssembly agents, driven over J
 Usage:
   fabricd serve [flags]   serve WebSocket JSON-RPC on --listen (GET /rpc), with /healthz, /readyz, /metrics
   fabricd stdio [flags]   speak the same API on stdin and stdout (logs on stderr)
+  fabricd demo [flags]    run a short mixed workload through the real API, narrated
   fabricd version         print the version
 
 Run 'fabricd serve -h' or 'fabricd stdio -h' for the flags. Every flag can also be
