@@ -420,7 +420,7 @@ func TestOperationsDoc(t *testing.T) {
 	// code spans that start with another command.
 	var scanned strings.Builder
 	inBlock := false
-	otherCmd := regexp.MustCompile("`(?:fabric|systemctl|journalctl|curl|sqlite3|go|make|install|iostat) [^`]*`")
+	otherCmd := regexp.MustCompile("`(?:fabric|systemctl|journalctl|curl|sqlite3|go|make|install|iostat|kill) [^`]*`")
 	for _, l := range strings.Split(doc, "\n") {
 		trim := strings.TrimSpace(l)
 		if strings.HasPrefix(trim, "```") {
