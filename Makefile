@@ -6,7 +6,7 @@ EXAMPLES  := $(filter-out reactor,$(notdir $(patsubst %/,%,$(dir $(wildcard exam
 LISTEN    ?= 127.0.0.1:7420
 DATA      ?= ./fabric-data
 
-.PHONY: all build agents run demo test test-short check bench clean
+.PHONY: all build agents run demo test test-wasmer-race test-short check bench clean
 
 all: build agents
 
@@ -34,12 +34,20 @@ run: build agents
 demo: build agents
 	$(BIN)/fabricd demo --agents $(AGENTS)
 
-# Everything CI checks: the race detector over every package, and the wasmer
-# engine's conformance suite (cgo; its library ships inside the Go module).
+# Everything CI checks: the race detector over every package, then the wasmer
+# engine (cgo; its library ships inside the Go module): its conformance suite
+# and fabricd end to end on it. The wasmer run skips -race: its guests run in
+# worker processes, and the race detector over cgo multiplies its time by
+# five (make test-wasmer-race runs it).
 test:
 	$(GO) vet ./...
+	$(GO) vet -tags wasmer ./executor/wasmer/ ./cmd/fabricd/
 	$(GO) test -race -count=1 -timeout 15m ./...
-	$(GO) test -race -count=1 -timeout 10m -tags wasmer ./executor/... ./cmd/fabricd/...
+	$(GO) test -count=1 -timeout 10m -tags wasmer ./executor/wasmer/
+	$(GO) test -count=1 -timeout 10m -tags wasmer -run Wasmer ./cmd/fabricd/
+
+test-wasmer-race:
+	$(GO) test -race -count=1 -timeout 20m -tags wasmer ./executor/wasmer/ ./cmd/fabricd/
 
 test-short:
 	$(GO) test -short -count=1 ./...
