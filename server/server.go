@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -47,6 +48,9 @@ type Config struct {
 	Ready func() (ready bool, why string)
 	// Version is fabricd's version, shown in rpc.discover's info.
 	Version string
+	// MaxConnections bounds the open WebSocket connections; past it the
+	// handshake is refused with HTTP 503 and a -32002 body. 0: no limit.
+	MaxConnections int
 	// Recorder records RPC requests, connections and slow consumers; nil
 	// records nothing.
 	Recorder *metrics.Metrics
@@ -111,6 +115,8 @@ type Server struct {
 	sessions map[*session]struct{}
 	wg       sync.WaitGroup // one per session in sessions
 	nextID   uint64
+
+	wsConns atomic.Int64 // open WebSocket connections, for MaxConnections
 }
 
 // New returns a Server. It panics if cfg does not Validate: a server without

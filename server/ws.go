@@ -103,6 +103,14 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		httpJSONError(w, http.StatusServiceUnavailable, protocol.Errorf(protocol.ErrShuttingDown, "the server is shutting down"))
 		return
 	}
+	if n := s.wsConns.Add(1); s.cfg.MaxConnections > 0 && n > int64(s.cfg.MaxConnections) {
+		s.wsConns.Add(-1)
+		s.log.Warn().Int("limit", s.cfg.MaxConnections).Str("remote", r.RemoteAddr).Msg("connection refused: at the connection limit")
+		httpJSONError(w, http.StatusServiceUnavailable, protocol.Overloaded(RetryAfterMs*10,
+			"the server has %d WebSocket connections open, its limit; retry later", s.cfg.MaxConnections).With("limit", s.cfg.MaxConnections))
+		return
+	}
+	defer s.wsConns.Add(-1)
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowOrigins})
 	if err != nil {
 		// Accept has answered the request (bad handshake, origin refused).

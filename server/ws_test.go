@@ -319,3 +319,23 @@ func TestDispatchTableMatchesOpenRPC(t *testing.T) {
 		t.Fatalf("OpenRPC: %v", err)
 	}
 }
+
+func TestConnectionLimit(t *testing.T) {
+	srv := newLayerServer(t, Config{MaxConnections: 1}, nil)
+	hs := startHTTP(t, srv)
+	first := dialWS(t, wsURL(hs), nil)
+	mustSend(t, first, `{"jsonrpc":"2.0","id":1,"method":"nope"}`)
+	mustRecv(t, first) // the first connection is open and served
+
+	ctx, cancel := context.WithTimeout(context.Background(), recvTimeout)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, wsURL(hs), nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("second connection: err %v, response %v; want 503", err, resp)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"code":-32002`) || !strings.Contains(string(body), `"limit":1`) {
+		t.Fatalf("refusal body %s", body)
+	}
+}

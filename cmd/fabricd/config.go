@@ -32,6 +32,7 @@ type config struct {
 	Agents       string // a directory of *.wasm registered at start
 	Limits       sched.Limits
 	MaxInFlight  int
+	MaxConns     int
 	RetainFor    time.Duration
 	RetainKeep   int
 }
@@ -48,6 +49,7 @@ func defaultConfig() config {
 		LogLevel:     "info",
 		Limits:       sched.DefaultLimits,
 		MaxInFlight:  256,
+		MaxConns:     16384,
 		RetainFor:    7 * 24 * time.Hour,
 		RetainKeep:   10_000,
 	}
@@ -142,6 +144,8 @@ func (c *config) settings(mode string) []setting {
 		insecure := mk("insecure", "allow listening beyond loopback without a token", b, bg)
 		insecure.boolean = true
 		add(insecure)
+		n, ng := num(&c.MaxConns)
+		add(mk("max-connections", "open WebSocket connections before new ones are refused (503, -32002); 0: no limit", n, ng))
 		l, lg := list(&c.AllowOrigins)
 		add(mk("allow-origin", "comma-separated Origin patterns browsers may connect from", l, lg))
 	}
@@ -294,6 +298,9 @@ func (c *config) Validate(mode string) error {
 		} else if c.Token == "" && !c.Insecure && !loopback(host) {
 			bad("listen", "%s is reachable beyond this machine and no --token is set; set --token (or FABRIC_TOKEN), or --insecure to allow it", c.Listen)
 		}
+	}
+	if c.MaxConns < 0 {
+		bad("max-connections", "want >= 0; got %d", c.MaxConns)
 	}
 	if c.MaxInFlight < 1 {
 		bad("max-in-flight", "want >= 1; got %d", c.MaxInFlight)

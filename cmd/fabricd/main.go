@@ -162,13 +162,14 @@ func serve(ctx context.Context, mode string, cfg config, log zerolog.Logger, std
 	}
 
 	srv := server.New(server.Config{
-		Sched:        sc,
-		Logger:       log,
-		Token:        cfg.Token,
-		AllowOrigins: cfg.AllowOrigins,
-		MaxInFlight:  cfg.MaxInFlight,
-		Metrics:      m.Handler(),
-		Recorder:     m,
+		Sched:          sc,
+		Logger:         log,
+		Token:          cfg.Token,
+		AllowOrigins:   cfg.AllowOrigins,
+		MaxInFlight:    cfg.MaxInFlight,
+		MaxConnections: cfg.MaxConns,
+		Metrics:        m.Handler(),
+		Recorder:       m,
 		// Room for the largest module as base64 in agent.register.
 		MaxMessageBytes: server.DefaultMaxMessageBytes(cfg.Limits.MaxModuleBytes),
 		Version:         version,
