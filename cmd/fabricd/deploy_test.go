@@ -314,6 +314,9 @@ func TestSystemdUnit(t *testing.T) {
 			t.Errorf("%s=%s, want %s", k, got, want)
 		}
 	}
+	if n, err := strconv.Atoi(one("LimitNOFILE")); err != nil || n <= cfg.MaxConns {
+		t.Errorf("LimitNOFILE=%s: want a number above --max-connections %d (a descriptor per connection)", one("LimitNOFILE"), cfg.MaxConns)
+	}
 	if one("MemoryMax") == "" {
 		t.Error("MemoryMax is empty")
 	}
