@@ -180,7 +180,7 @@ func (c *config) settings(mode string) []setting {
 	d, dg = dur(&c.Limits.DefaultTimeout)
 	add(mk("default-timeout", "a task's timeout when the submit gives none", d, dg))
 	d, dg = dur(&c.RetainFor)
-	add(mk("retain-for", "how long finished tasks are kept (0: forever)", d, dg))
+	add(mk("retain-for", "how long finished tasks are kept; tasks beyond the newest --retain-keep go when older than this (0 with --retain-keep 0: keep everything)", d, dg))
 	n, ng = num(&c.RetainKeep)
 	add(mk("retain-keep", "finished tasks always kept, newest first, whatever their age", n, ng))
 	return out

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"syscall"
@@ -168,6 +169,12 @@ func TestSIGTERMDrainsAndLosesNothing(t *testing.T) {
 	}
 	s.Cmd.Process.Signal(syscall.SIGTERM)
 	fabricdtest.WaitFor(t, time.Minute, "draining", func() bool { return strings.Contains(s.Log(), "draining") })
+	if resp, err := http.Get("http://" + s.Addr + "/readyz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("/readyz while draining: %d, want 503", resp.StatusCode)
+		}
+	}
 	// While it drains, new work is refused with -32007 (or the connection
 	// is already closed).
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -170,6 +170,12 @@ func serve(ctx context.Context, mode string, cfg config, log zerolog.Logger, std
 		MaxConnections: cfg.MaxConns,
 		Metrics:        m.Handler(),
 		Recorder:       m,
+		Ready: func() (bool, string) {
+			if sc.Ready() {
+				return true, ""
+			}
+			return false, "draining: fabricd is shutting down"
+		},
 		// Room for the largest module as base64 in agent.register.
 		MaxMessageBytes: server.DefaultMaxMessageBytes(cfg.Limits.MaxModuleBytes),
 		Version:         version,
