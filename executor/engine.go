@@ -88,5 +88,8 @@ type Outcome struct {
 	KPIs          map[string]float64
 	Usage         protocol.ResourceUsage
 	Duration      time.Duration
-	Err           *protocol.TaskError // nil on success
+	// Instantiate is how long creating the sandbox instance took; 0 when
+	// the engine does not measure it.
+	Instantiate time.Duration
+	Err         *protocol.TaskError // nil on success
 }

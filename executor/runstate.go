@@ -344,6 +344,8 @@ type End struct {
 	MemoryLimitBytes uint64
 	Usage            protocol.ResourceUsage
 	Duration         time.Duration
+	// Instantiate is how long creating the instance took (0: not measured).
+	Instantiate time.Duration
 }
 
 // Outcome builds the run's Outcome. In order: a reason the host stopped the
@@ -382,6 +384,7 @@ func (s *RunState) Outcome(end End) Outcome {
 		KPIs:          s.kpis,
 		Usage:         end.Usage,
 		Duration:      end.Duration,
+		Instantiate:   end.Instantiate,
 		Err:           err,
 	}
 }

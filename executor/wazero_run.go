@@ -38,6 +38,7 @@ type wazeroRun struct {
 	// stopped at its next call into the host (its yield, at the latest).
 	interrupted atomic.Bool
 	mem         linearMemory
+	instantiate time.Duration // how long InstantiateModule took
 	rand        SeededRand
 	stdout      stopWriter
 	stderr      stopWriter
@@ -257,6 +258,7 @@ func (m *wazeroModule) Run(ctx context.Context, inv Invocation) (out Outcome) {
 		end.Err = protocol.NewTaskError(protocol.CodeInternal, "linear memory: %v", r.mem.failed)
 	}
 	end.Duration = time.Since(start)
+	end.Instantiate = r.instantiate
 	return r.Outcome(end)
 }
 
@@ -275,7 +277,9 @@ func (m *wazeroModule) call(ctx, hctx context.Context, cfg wazero.ModuleConfig, 
 	if r.ctx.Err() != nil {
 		return End{Err: m.interrupted(ctx, r)}
 	}
+	began := time.Now()
 	mod, err := m.e.rt.InstantiateModule(hctx, m.compiled, cfg)
+	r.instantiate = time.Since(began)
 	if err != nil {
 		return End{Err: m.classify(ctx, r, err, "instantiating the module: ")}
 	}

@@ -125,6 +125,9 @@ func (s *Scheduler) runTask(ctx context.Context, t store.TaskRecord, started pro
 		code = out.Err.Code
 	}
 	s.cfg.Metrics.Attempt(t.Agent, code, out.Duration)
+	if out.Instantiate > 0 {
+		s.cfg.Metrics.Instantiated(out.Instantiate)
+	}
 
 	s.mu.Lock()
 	delete(s.run, t.TaskID)
