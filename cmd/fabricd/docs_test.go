@@ -62,7 +62,6 @@ var docsKnownStale = map[string]struct {
 	why  string
 	racy bool
 }{
-	"agent.register": {why: `the module of "sneaky" (AGFzbQEAAAABBQFgAAF+AgsB...) is no file of testdata/fixtures/agents (badimport.wasm imports env.now but starts AGFzbQEAAAABCQJgAAF+YAABfwILAQ)`},
 	"agent.stats":    {why: "shows an agent with one task done, but the block runs no task"},
 	"task.get":       {why: "gets task 89e31883-..., which the block does not submit"},
 	"task.wait":      {why: "waits for task 89e31883-..., which the block does not submit"},
