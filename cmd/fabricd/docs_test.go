@@ -62,10 +62,6 @@ var docsKnownStale = map[string]struct {
 	why  string
 	racy bool
 }{
-	"agent.stats":    {why: "shows an agent with one task done, but the block runs no task"},
-	"task.get":       {why: "gets task 89e31883-..., which the block does not submit"},
-	"task.wait":      {why: "waits for task 89e31883-..., which the block does not submit"},
-	"task.list":      {why: "lists task 89e31883-..., which the block does not submit"},
 	"task.subscribe": {why: "subscribes to task bcd2f90a-..., which the block does not submit"},
 	"unsubscribe":    {why: "ends subscription ab56ec3e-..., which the block does not make"},
 	"kpi.subscribe":  {why: "the report counts 2 tasks that the block does not run"},
