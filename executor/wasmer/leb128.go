@@ -5,6 +5,8 @@ package wasmer
 import (
 	"errors"
 	"fmt"
+
+	"github.com/chimera-fabric/fabric/executor/internal/leb128"
 )
 
 // wreader reads WebAssembly encodings from b[off:].
@@ -34,20 +36,15 @@ func (r *wreader) skip(n int) error {
 
 // uleb reads an unsigned LEB128 of at most bits bits.
 func (r *wreader) uleb(bits uint) (uint64, error) {
-	var v uint64
-	for shift := uint(0); ; shift += 7 {
-		c, err := r.byte()
-		if err != nil {
-			return 0, err
-		}
-		if shift >= bits || (bits-shift < 7 && uint64(c&0x7f)>>(bits-shift) != 0) {
-			return 0, fmt.Errorf("integer at offset %d does not fit in %d bits", r.off-1, bits)
-		}
-		v |= uint64(c&0x7f) << shift
-		if c&0x80 == 0 {
-			return v, nil
-		}
+	v, n, err := leb128.DecodeUint(r.b[r.off:], bits)
+	if errors.Is(err, leb128.ErrEOF) {
+		return 0, errTruncated
 	}
+	if err != nil {
+		return 0, fmt.Errorf("integer at offset %d: %w", r.off, err)
+	}
+	r.off += n
+	return v, nil
 }
 
 func (r *wreader) u32() (uint32, error) {
@@ -125,27 +122,9 @@ func (r *wreader) skipName() error {
 	return r.skip(int(n))
 }
 
-func appendU32(b []byte, v uint32) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v == 0 {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
+func appendU32(b []byte, v uint32) []byte { return leb128.AppendUint(b, uint64(v)) }
 
-func appendS64(b []byte, v int64) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
+func appendS64(b []byte, v int64) []byte { return leb128.AppendInt(b, v) }
 
 func appendName(b []byte, s string) []byte {
 	b = appendU32(b, uint32(len(s)))
