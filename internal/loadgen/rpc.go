@@ -306,22 +306,13 @@ func (r *run) submitSubscribeWorker(ctx context.Context, rc *rpcConn) {
 		if r.cfg.KeepSubscriptions || len(ts) == 0 {
 			continue
 		}
-		// Drop the subscriptions with notifications: nothing to wait for.
-		if len(ts) == 1 {
-			err := rc.c.Notify(ctx, protocol.MethodUnsubscribe, protocol.UnsubscribeParams{SubscriptionID: ts[0].subID})
-			if err != nil {
-				r.fail(err)
-			}
-			continue
-		}
-		batch := make([]client.BatchCall, len(ts))
-		for i, t := range ts {
-			batch[i] = client.BatchCall{Method: protocol.MethodUnsubscribe, Notify: true,
-				Params: protocol.UnsubscribeParams{SubscriptionID: t.subID}}
-		}
-		if err := rc.c.Batch(ctx, batch); err != nil {
-			r.fail(err)
-		}
+		// Drop the subscriptions as requests, not notifications: a
+		// notification over the connection's in-flight cap is dropped
+		// unanswered, and its subscription would live on.
+		r.calls(ctx, rc, protocol.MethodUnsubscribe, len(ts),
+			func(i int) any { return protocol.UnsubscribeParams{SubscriptionID: ts[i].subID} },
+			func(int) any { return nil },
+			func(int) {}, func(int, error) {})
 	}
 }
 
