@@ -11,9 +11,13 @@ import (
 // bus fans events out to subscribers. Publishing never blocks on a
 // subscriber: sinks must not block (the server's sinks enqueue to a bounded
 // per-connection queue and drop the connection when it is full).
+//
+// Subscribers to named tasks are indexed by task id, so that publishing costs
+// the number of interested subscribers, not the number of subscriptions.
 type bus struct {
-	mu   sync.RWMutex
-	subs map[*subscriber]struct{}
+	mu     sync.RWMutex
+	subs   map[*subscriber]struct{}            // subscribers to any task (maybe of one agent)
+	byTask map[string]map[*subscriber]struct{} // subscribers to named tasks
 }
 
 type subscriber struct {
@@ -57,6 +61,11 @@ func (s *Scheduler) publish(ev protocol.TaskEvent) {
 			sub.deliver(ev)
 		}
 	}
+	for sub := range s.bus.byTask[ev.TaskID] {
+		if sub.match(&ev) {
+			sub.deliver(ev)
+		}
+	}
 	s.bus.mu.RUnlock()
 	if ev.State.Terminal() {
 		s.mu.Lock()
@@ -82,11 +91,30 @@ func newSubscriber(f store.EventFilter, sink Sink) *subscriber {
 
 func (s *Scheduler) add(sub *subscriber) *Subscription {
 	s.bus.mu.Lock()
-	s.bus.subs[sub] = struct{}{}
+	if sub.ids == nil {
+		s.bus.subs[sub] = struct{}{}
+	} else {
+		for id := range sub.ids {
+			m := s.bus.byTask[id]
+			if m == nil {
+				m = map[*subscriber]struct{}{}
+				s.bus.byTask[id] = m
+			}
+			m[sub] = struct{}{}
+		}
+	}
 	s.bus.mu.Unlock()
 	return &Subscription{close: func() {
 		s.bus.mu.Lock()
 		delete(s.bus.subs, sub)
+		for id := range sub.ids {
+			if m := s.bus.byTask[id]; m != nil {
+				delete(m, sub)
+				if len(m) == 0 {
+					delete(s.bus.byTask, id)
+				}
+			}
+		}
 		s.bus.mu.Unlock()
 		sub.mu.Lock()
 		sub.closed, sub.buf = true, nil

@@ -127,6 +127,7 @@ func New(cfg Config) (*Scheduler, error) {
 		rng:      rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)),
 	}
 	s.bus.subs = map[*subscriber]struct{}{}
+	s.bus.byTask = map[string]map[*subscriber]struct{}{}
 	s.runCtx, s.stopRuns = context.WithCancelCause(context.Background())
 	return s, nil
 }
