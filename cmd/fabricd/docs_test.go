@@ -62,8 +62,6 @@ var docsKnownStale = map[string]struct {
 	why  string
 	racy bool
 }{
-	"task.subscribe": {why: "subscribes to task bcd2f90a-..., which the block does not submit"},
-	"unsubscribe":    {why: "ends subscription ab56ec3e-..., which the block does not make"},
 	"task.cancel": {racy: true, why: "the cancel may reach the task before a worker has claimed it " +
 		"(\"cancelled by task.cancel before it ran\", attempt 0); the block would need subscribe: true and the running event before the cancel"},
 }
