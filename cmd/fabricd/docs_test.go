@@ -61,10 +61,7 @@ const (
 var docsKnownStale = map[string]struct {
 	why  string
 	racy bool
-}{
-	"task.cancel": {racy: true, why: "the cancel may reach the task before a worker has claimed it " +
-		"(\"cancelled by task.cancel before it ran\", attempt 0); the block would need subscribe: true and the running event before the cancel"},
-}
+}{}
 
 // docSession is one code block of worked session.
 type docSession struct {
