@@ -63,11 +63,18 @@ func (k *kpiWindow) trim(now time.Time) {
 	}
 }
 
+// throughput is the recent completion rate, per second. It is taken over
+// the span the window actually holds (at least a second), so that it is not
+// diluted in the first minute of load: retry_after_ms is derived from it.
 func (k *kpiWindow) throughput(now time.Time) float64 {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.trim(now)
-	return float64(len(k.dones)) / k.window.Seconds()
+	if len(k.dones) == 0 {
+		return 0
+	}
+	span := min(max(now.Sub(k.dones[0].at), time.Second), k.window)
+	return float64(len(k.dones)) / span.Seconds()
 }
 
 func (k *kpiWindow) report(now time.Time) protocol.KPIReport {
