@@ -213,21 +213,32 @@ func (s *Scheduler) finish(ctx context.Context, t *store.TaskRecord, rt *running
 		t.FinishedAt, t.NextAttemptAt = &now, nil
 	}
 	if rt != nil {
+		// No progress event is stored after this: the final event is last.
 		rt.mu.Lock()
-		defer rt.mu.Unlock()
 		rt.done = true
+		rt.mu.Unlock()
 	}
-	ev, err := s.st.UpdateTask(ctx, *t, protocol.StateRunning)
-	if err != nil {
-		s.storeFailed(fmt.Errorf("recording the outcome of task %s: %w", t.TaskID, err))
-		return
-	}
-	if t.State == protocol.StateRetrying {
-		s.depth[t.Priority].Add(1)
-		s.poke() // an idle worker re-arms its timer for the retry
-	}
-	s.finished(t, &out)
-	s.publish(ev)
+	// The worker does not wait for the outcome's commit: it goes on to claim
+	// its next task while the store's writer commits this one together
+	// with other writes. Nothing is announced (event, waiters, KPIs) until
+	// the commit is durable; a crash before it runs the task again, as for
+	// any task left running.
+	rec := *t
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ev, err := s.st.UpdateTask(ctx, rec, protocol.StateRunning)
+		if err != nil {
+			s.storeFailed(fmt.Errorf("recording the outcome of task %s: %w", rec.TaskID, err))
+			return
+		}
+		if rec.State == protocol.StateRetrying {
+			s.depth[rec.Priority].Add(1)
+			s.poke() // an idle worker re-arms its timer for the retry
+		}
+		s.finished(&rec, &out)
+		s.publish(ev)
+	}()
 }
 
 // requeue puts a task stopped by shutdown back in the queue.
