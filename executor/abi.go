@@ -1,8 +1,6 @@
 package executor
 
 import (
-	"fmt"
-
 	"github.com/chimera-fabric/fabric/protocol"
 )
 
@@ -167,9 +165,4 @@ func checkImport(im Import, wasi map[string]Signature) error {
 // inspectError turns an InspectModule failure into ErrInvalidModule.
 func inspectError(err error) error {
 	return protocol.Errorf(protocol.ErrInvalidModule, "%v", err)
-}
-
-// formatBytes is n as "N bytes (X MiB)".
-func formatBytes(n uint64) string {
-	return fmt.Sprintf("%d bytes (%.1f MiB)", n, float64(n)/(1<<20))
 }

@@ -110,7 +110,7 @@ func (a *linearMemory) Allocate(_, max uint64) experimental.LinearMemory {
 	}
 	r, err := getRegion(int(reserve))
 	if err != nil {
-		a.failed = fmt.Errorf("reserving %s: %w", formatBytes(reserve), err)
+		a.failed = fmt.Errorf("reserving %s: %w", FormatBytes(reserve), err)
 		a.region = &region{}
 		return a
 	}
@@ -129,7 +129,7 @@ func (a *linearMemory) Reallocate(size uint64) []byte {
 	}
 	if size > r.committed {
 		if err := unix.Mprotect(r.b[r.committed:size], unix.PROT_READ|unix.PROT_WRITE); err != nil {
-			a.failed = fmt.Errorf("committing %s: %w", formatBytes(size), err)
+			a.failed = fmt.Errorf("committing %s: %w", FormatBytes(size), err)
 			return nil
 		}
 		r.committed = size

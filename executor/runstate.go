@@ -374,7 +374,7 @@ func (s *RunState) Outcome(end End) Outcome {
 		case protocol.CodeTrap, protocol.CodeExitStatus, protocol.CodeAgentError:
 			err = protocol.NewTaskError(protocol.CodeMemoryLimit,
 				"linear memory may not grow past the task's quota of %s; then: %s: %s",
-				formatBytes(end.MemoryLimitBytes), err.Code, err.Message)
+				FormatBytes(end.MemoryLimitBytes), err.Code, err.Message)
 		}
 	}
 	return Outcome{

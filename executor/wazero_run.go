@@ -180,16 +180,6 @@ func apiTypes(ts []ValType) []api.ValueType {
 	return out
 }
 
-// memoryLimit is a task's linear memory cap: its quota, within the server's
-// ceiling, in whole pages. A zero quota means the ceiling.
-func (e *Wazero) memoryLimit(quota uint64) uint64 {
-	lim := e.opts.MaxMemoryBytes
-	if quota > 0 && quota < lim {
-		lim = quota
-	}
-	return lim / WasmPageSize * WasmPageSize
-}
-
 // Run implements Module.
 func (m *wazeroModule) Run(ctx context.Context, inv Invocation) (out Outcome) {
 	start := time.Now()
@@ -217,11 +207,11 @@ func (m *wazeroModule) Run(ctx context.Context, inv Invocation) (out Outcome) {
 		return r.Outcome(End{Err: protocol.NewTaskError(protocol.CodeInternal,
 			"fuel metering is not available in the wazero engine; the task asked for %d fuel", inv.Fuel)})
 	}
-	limit := m.e.memoryLimit(inv.MemoryLimitBytes)
+	limit := MemoryLimit(m.e.opts.MaxMemoryBytes, inv.MemoryLimitBytes)
 	if m.initialMemory > limit {
 		return r.Outcome(End{Err: protocol.NewTaskError(protocol.CodeMemoryLimit,
 			"the module declares %s of initial linear memory; the task's quota is %s",
-			formatBytes(m.initialMemory), formatBytes(limit))})
+			FormatBytes(m.initialMemory), FormatBytes(limit))})
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -344,13 +334,5 @@ func (m *wazeroModule) classify(ctx context.Context, r *wazeroRun, err error, wh
 // interrupted says why a run's context ended: the caller cancelled (or its
 // context expired), the engine is closing, or the task's timeout passed.
 func (m *wazeroModule) interrupted(ctx context.Context, r *wazeroRun) *protocol.TaskError {
-	switch {
-	case ctx.Err() != nil:
-		return protocol.NewTaskError(protocol.CodeCancelled, "the task was cancelled while it ran")
-	case m.e.isClosing():
-		return protocol.NewTaskError(protocol.CodeInternal, "the wazero engine closed while the task ran")
-	case errors.Is(r.ctx.Err(), context.DeadlineExceeded):
-		return protocol.NewTaskError(protocol.CodeTimeout, "the task ran past its timeout of %s", r.inv.Timeout)
-	}
-	return protocol.NewTaskError(protocol.CodeCancelled, "the run was stopped: %v", r.ctx.Err())
+	return Interrupted("wazero", ctx, r.ctx, m.e.isClosing(), r.inv.Timeout)
 }

@@ -406,18 +406,3 @@ func (e *Engine) Close(ctx context.Context) error {
 	}
 	return e.pool.close(ctx)
 }
-
-// memoryLimit is a task's linear memory cap: its quota, within the server's
-// ceiling, in whole pages. A zero quota means the ceiling.
-func (e *Engine) memoryLimit(quota uint64) uint64 {
-	lim := e.opts.MaxMemoryBytes
-	if quota > 0 && quota < lim {
-		lim = quota
-	}
-	return lim / executor.WasmPageSize * executor.WasmPageSize
-}
-
-// formatBytes is n as "N bytes (X MiB)", as the wazero engine writes it.
-func formatBytes(n uint64) string {
-	return fmt.Sprintf("%d bytes (%.1f MiB)", n, float64(n)/(1<<20))
-}

@@ -173,11 +173,11 @@ func (m *module) run(ctx context.Context, inv executor.Invocation, crash byte) (
 		return r.fail(protocol.NewTaskError(protocol.CodeInternal,
 			"fuel metering is not available in this wasmer library; the task asked for %d fuel", inv.Fuel))
 	}
-	r.limit = e.memoryLimit(inv.MemoryLimitBytes)
+	r.limit = executor.MemoryLimit(e.opts.MaxMemoryBytes, inv.MemoryLimitBytes)
 	if m.initialMemory > r.limit {
 		return r.fail(protocol.NewTaskError(protocol.CodeMemoryLimit,
 			"the module declares %s of initial linear memory; the task's quota is %s",
-			formatBytes(m.initialMemory), formatBytes(r.limit)))
+			executor.FormatBytes(m.initialMemory), executor.FormatBytes(r.limit)))
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -322,15 +322,7 @@ func (r *run) failBefore(err error) executor.Outcome {
 // interrupted says why the run's context ended: the caller cancelled (or
 // its context expired), the engine is closing, or the task's timeout passed.
 func (r *run) interrupted() *protocol.TaskError {
-	switch {
-	case r.ctx.Err() != nil:
-		return protocol.NewTaskError(protocol.CodeCancelled, "the task was cancelled while it ran")
-	case r.m.e.isClosing():
-		return protocol.NewTaskError(protocol.CodeInternal, "the wasmer engine closed while the task ran")
-	case errors.Is(r.runCtx.Err(), context.DeadlineExceeded):
-		return protocol.NewTaskError(protocol.CodeTimeout, "the task ran past its timeout of %s", r.inv.Timeout)
-	}
-	return protocol.NewTaskError(protocol.CodeCancelled, "the run was stopped: %v", r.runCtx.Err())
+	return executor.Interrupted("wasmer", r.ctx, r.runCtx, r.m.e.isClosing(), r.inv.Timeout)
 }
 
 // apply replays one of the guest's host calls on the parent's RunState. It
