@@ -41,16 +41,8 @@ var agentRegisterCmd = &command{
 			if *memMB > 0 || *timeoutMs > 0 {
 				p.Limits = &protocol.Limits{MemoryMB: *memMB, TimeoutMs: *timeoutMs}
 			}
-			raw, err := c.call(protocol.MethodAgentRegister, p)
-			if err != nil {
-				return err
-			}
-			if c.json {
-				c.emit(raw)
-				return nil
-			}
-			var a protocol.Agent
-			if err := decode(raw, &a); err != nil {
+			a, shown, err := callResult[protocol.Agent](c, protocol.MethodAgentRegister, p)
+			if err != nil || shown {
 				return err
 			}
 			fmt.Fprintf(c.stdout, "registered agent %s (%s, %s, %s)\n", a.Name, a.ABI, fmtBytes(a.SizeBytes), shortDigest(a.Digest))
@@ -65,16 +57,8 @@ var agentListCmd = &command{
 	maxArgs: 0,
 	setup: func(c *cli, fs *flag.FlagSet) action {
 		return func([]string) error {
-			raw, err := c.call(protocol.MethodAgentList, protocol.Empty{})
-			if err != nil {
-				return err
-			}
-			if c.json {
-				c.emit(raw)
-				return nil
-			}
-			var l protocol.AgentList
-			if err := decode(raw, &l); err != nil {
+			l, shown, err := callResult[protocol.AgentList](c, protocol.MethodAgentList, protocol.Empty{})
+			if err != nil || shown {
 				return err
 			}
 			if len(l.Agents) == 0 {
@@ -99,16 +83,8 @@ var agentGetCmd = &command{
 	minArgs: 1, maxArgs: 1,
 	setup: func(c *cli, fs *flag.FlagSet) action {
 		return func(args []string) error {
-			raw, err := c.call(protocol.MethodAgentGet, protocol.NameParams{Name: args[0]})
-			if err != nil {
-				return err
-			}
-			if c.json {
-				c.emit(raw)
-				return nil
-			}
-			var a protocol.Agent
-			if err := decode(raw, &a); err != nil {
+			a, shown, err := callResult[protocol.Agent](c, protocol.MethodAgentGet, protocol.NameParams{Name: args[0]})
+			if err != nil || shown {
 				return err
 			}
 			c.printAgent(c.stdout, a)
@@ -175,16 +151,8 @@ var agentStatsCmd = &command{
 			if len(args) == 1 {
 				p.Name = args[0]
 			}
-			raw, err := c.call(protocol.MethodAgentStats, p)
-			if err != nil {
-				return err
-			}
-			if c.json {
-				c.emit(raw)
-				return nil
-			}
-			var l protocol.AgentStatsList
-			if err := decode(raw, &l); err != nil {
+			l, shown, err := callResult[protocol.AgentStatsList](c, protocol.MethodAgentStats, p)
+			if err != nil || shown {
 				return err
 			}
 			if len(l.Agents) == 0 {

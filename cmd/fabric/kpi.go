@@ -22,16 +22,8 @@ var kpiCmd = &command{
 		once := fs.Bool("once", false, "print one report (kpi.get) and exit")
 		return func([]string) error {
 			if *once {
-				raw, err := c.call(protocol.MethodKPIGet, protocol.Empty{})
-				if err != nil {
-					return err
-				}
-				if c.json {
-					c.emit(raw)
-					return nil
-				}
-				var r protocol.KPIReport
-				if err := decode(raw, &r); err != nil {
+				r, shown, err := callResult[protocol.KPIReport](c, protocol.MethodKPIGet, protocol.Empty{})
+				if err != nil || shown {
 					return err
 				}
 				c.printKPI(c.stdout, r)

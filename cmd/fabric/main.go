@@ -265,6 +265,20 @@ func (c *cli) emit(raw json.RawMessage) {
 	io.WriteString(c.stdout, "\n")
 }
 
+// callResult calls method. With --json it prints the raw answer and reports
+// shown; otherwise it decodes the answer into a T for human output.
+func callResult[T any](c *cli, method string, params any) (v T, shown bool, err error) {
+	raw, err := c.call(method, params)
+	if err != nil {
+		return v, false, err
+	}
+	if c.json {
+		c.emit(raw)
+		return v, true, nil
+	}
+	return v, false, decode(raw, &v)
+}
+
 // decode decodes a raw result for human output.
 func decode(raw json.RawMessage, v any) error {
 	if err := json.Unmarshal(raw, v); err != nil {

@@ -50,16 +50,8 @@ var taskSubmitCmd = &command{
 				p.Labels = labels
 			}
 			if !*wait {
-				raw, err := c.call(protocol.MethodTaskSubmit, p)
-				if err != nil {
-					return err
-				}
-				if c.json {
-					c.emit(raw)
-					return nil
-				}
-				var r protocol.SubmitResult
-				if err := decode(raw, &r); err != nil {
+				r, shown, err := callResult[protocol.SubmitResult](c, protocol.MethodTaskSubmit, p)
+				if err != nil || shown {
 					return err
 				}
 				fmt.Fprintln(c.stdout, r.TaskID)
