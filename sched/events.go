@@ -29,6 +29,7 @@ type subscriber struct {
 	closed    bool
 	replaying bool                 // live events are buffered while the store is replayed
 	buf       []protocol.TaskEvent // guarded by mu
+	replayed  int64                // live events at or below this seq were replayed already
 }
 
 func (sub *subscriber) match(ev *protocol.TaskEvent) bool {
@@ -44,7 +45,7 @@ func (sub *subscriber) deliver(ev protocol.TaskEvent) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	switch {
-	case sub.closed:
+	case sub.closed, ev.Seq <= sub.replayed:
 	case sub.replaying:
 		sub.buf = append(sub.buf, ev)
 	default:
@@ -140,8 +141,10 @@ const replayPage = 1000
 //
 // Live events are buffered from before the replay's first read. Since the
 // store assigns seqs in commit order, the replay returns every matching event
-// in (afterSeq, last] for the last seq it read, so a buffered event is new
-// exactly when its seq is above that.
+// in (afterSeq, last] for the last seq it read, so a live event is new
+// exactly when its seq is above that. This holds for events published after
+// the replay, too: an event is published once its commit is durable, which
+// can be after a replay read already returned it.
 func (s *Scheduler) Subscribe(ctx context.Context, f store.EventFilter, afterSeq *int64, sink Sink, replay func(protocol.TaskEvent) error) (*Subscription, error) {
 	if replay == nil {
 		replay = func(ev protocol.TaskEvent) error { sink(ev); return nil }
@@ -182,7 +185,7 @@ func (s *Scheduler) Subscribe(ctx context.Context, f store.EventFilter, afterSeq
 			sub.sink(ev)
 		}
 	}
-	sub.buf, sub.replaying = nil, false
+	sub.buf, sub.replaying, sub.replayed = nil, false, last
 	sub.mu.Unlock()
 	return h, nil
 }
