@@ -69,13 +69,7 @@ func (s *Scheduler) publish(ev protocol.TaskEvent) {
 	}
 	s.bus.mu.RUnlock()
 	if ev.State.Terminal() {
-		s.mu.Lock()
-		chs := s.wait[ev.TaskID]
-		delete(s.wait, ev.TaskID)
-		s.mu.Unlock()
-		for _, ch := range chs {
-			close(ch)
-		}
+		s.wakeWaiters(ev.TaskID, nil)
 	}
 }
 

@@ -36,8 +36,12 @@ type Scheduler struct {
 	agents map[string]*agentEntry
 	run    map[string]*runningTask // task id → its run
 	cancel map[string]bool         // cancels asked for before the run registered
-	wait   map[string][]chan struct{}
-	state  lifeState
+	wait   map[string][]*waiter
+	// unfinished holds the tasks this process accepted whose terminal
+	// state is not announced yet: a task.wait for one of them needs no read
+	// of the store, since its end is announced with the record (wakeWaiters).
+	unfinished map[string]struct{}
+	state      lifeState
 
 	depth [protocol.Critical + 1]atomic.Int64 // queued + retrying, by priority
 
@@ -112,19 +116,20 @@ func New(cfg Config) (*Scheduler, error) {
 		cfg.Now = time.Now
 	}
 	s := &Scheduler{
-		cfg:      cfg,
-		st:       cfg.Store,
-		eng:      cfg.Engine,
-		log:      cfg.Logger,
-		now:      cfg.Now,
-		kpi:      newKPIWindow(cfg.KPIWindow),
-		agents:   map[string]*agentEntry{},
-		run:      map[string]*runningTask{},
-		cancel:   map[string]bool{},
-		wait:     map[string][]chan struct{}{},
-		wake:     make(chan struct{}, cfg.Workers),
-		stopping: make(chan struct{}),
-		rng:      rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)),
+		cfg:        cfg,
+		st:         cfg.Store,
+		eng:        cfg.Engine,
+		log:        cfg.Logger,
+		now:        cfg.Now,
+		kpi:        newKPIWindow(cfg.KPIWindow),
+		agents:     map[string]*agentEntry{},
+		run:        map[string]*runningTask{},
+		cancel:     map[string]bool{},
+		wait:       map[string][]*waiter{},
+		unfinished: map[string]struct{}{},
+		wake:       make(chan struct{}, cfg.Workers),
+		stopping:   make(chan struct{}),
+		rng:        rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)),
 	}
 	s.bus.subs = map[*subscriber]struct{}{}
 	s.bus.byTask = map[string]map[*subscriber]struct{}{}

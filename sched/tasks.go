@@ -40,7 +40,15 @@ func (s *Scheduler) Submit(ctx context.Context, p *protocol.SubmitParams, sink S
 	if sink != nil {
 		sub = s.subscribe(store.EventFilter{TaskIDs: []string{t.TaskID}}, sink)
 	}
+	// Marked unfinished before it exists, so that its end, however soon,
+	// comes after the mark.
+	s.mu.Lock()
+	s.unfinished[t.TaskID] = struct{}{}
+	s.mu.Unlock()
 	stored, ev, created, err := s.st.CreateTask(ctx, t)
+	if err != nil || !created {
+		s.forget(t.TaskID)
+	}
 	if err != nil {
 		sub.Close()
 		return protocol.SubmitResult{}, nil, fmt.Errorf("storing task: %w", err)
@@ -209,25 +217,42 @@ func taskErr(id string, err error) error {
 	return err
 }
 
-// Wait returns the task once it is terminal, or as it stands after timeout.
-func (s *Scheduler) Wait(ctx context.Context, id string, timeout time.Duration) (protocol.Task, error) {
-	ch := make(chan struct{})
-	s.mu.Lock()
-	s.wait[id] = append(s.wait[id], ch)
-	s.mu.Unlock()
-	defer s.unwait(id, ch)
+// waiter is one task.wait in progress. ch is closed when the task ends;
+// task is then its terminal record, if whoever announced the end had it.
+type waiter struct {
+	ch   chan struct{}
+	task *protocol.Task
+}
 
-	t, err := s.st.GetTask(ctx, id)
-	if err != nil {
-		return protocol.Task{}, taskErr(id, err)
-	}
-	if t.State.Terminal() || timeout <= 0 {
-		return t.Task, nil
+// Wait returns the task once it is terminal, or as it stands after timeout.
+//
+// A task this process accepted and has not seen end needs no read of the
+// store: its end wakes the waiter with the record just committed. Other
+// tasks (finished, or accepted before a restart) are read first.
+func (s *Scheduler) Wait(ctx context.Context, id string, timeout time.Duration) (protocol.Task, error) {
+	w := &waiter{ch: make(chan struct{})}
+	s.mu.Lock()
+	s.wait[id] = append(s.wait[id], w)
+	_, unfinished := s.unfinished[id]
+	s.mu.Unlock()
+	defer s.unwait(id, w)
+
+	if !unfinished || timeout <= 0 {
+		t, err := s.st.GetTask(ctx, id)
+		if err != nil {
+			return protocol.Task{}, taskErr(id, err)
+		}
+		if t.State.Terminal() || timeout <= 0 {
+			return t.Task, nil
+		}
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
-	case <-ch:
+	case <-w.ch:
+		if w.task != nil {
+			return *w.task, nil
+		}
 	case <-timer.C:
 	case <-ctx.Done():
 		return protocol.Task{}, ctx.Err()
@@ -236,21 +261,45 @@ func (s *Scheduler) Wait(ctx context.Context, id string, timeout time.Duration) 
 	return s.Task(ctx, id)
 }
 
-func (s *Scheduler) unwait(id string, ch chan struct{}) {
+func (s *Scheduler) unwait(id string, w *waiter) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	chs := s.wait[id]
-	for i, c := range chs {
-		if c == ch {
-			chs = append(chs[:i], chs[i+1:]...)
+	ws := s.wait[id]
+	for i, c := range ws {
+		if c == w {
+			ws = append(ws[:i], ws[i+1:]...)
 			break
 		}
 	}
-	if len(chs) == 0 {
+	if len(ws) == 0 {
 		delete(s.wait, id)
 	} else {
-		s.wait[id] = chs
+		s.wait[id] = ws
 	}
+}
+
+// wakeWaiters announces that task id ended: its waiters return t, the
+// terminal record as committed, or read the store if t is nil. The task is
+// no longer unfinished.
+func (s *Scheduler) wakeWaiters(id string, t *protocol.Task) {
+	s.mu.Lock()
+	ws := s.wait[id]
+	delete(s.wait, id)
+	delete(s.unfinished, id)
+	s.mu.Unlock()
+	for _, w := range ws {
+		w.task = t
+		close(w.ch)
+	}
+}
+
+// forget drops a task from the unfinished set without waking its waiters:
+// its end will not be announced (it was not stored, or its outcome could not
+// be), so a later Wait reads the store.
+func (s *Scheduler) forget(id string) {
+	s.mu.Lock()
+	delete(s.unfinished, id)
+	s.mu.Unlock()
 }
 
 // Cancel cancels a task: a waiting task is cancelled at once, a running one
@@ -290,6 +339,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) (protocol.Task, error
 			}
 			s.depth[t.Priority].Add(-1)
 			s.finished(&t, nil)
+			s.wakeWaiters(id, &t.Task)
 			s.publish(ev)
 			s.logFor(ctx).Info().Str("task_id", id).Str("agent", t.Agent).Msg("task cancelled before it ran")
 			return t.Task, nil
@@ -313,6 +363,7 @@ func (s *Scheduler) failWaiting(ctx context.Context, t store.TaskRecord, terr *p
 	}
 	s.depth[t.Priority].Add(-1)
 	s.finished(&t, nil)
+	s.wakeWaiters(t.TaskID, &t.Task)
 	s.publish(ev)
 }
 

@@ -229,6 +229,7 @@ func (s *Scheduler) finish(ctx context.Context, t *store.TaskRecord, rt *running
 		defer s.wg.Done()
 		ev, err := s.st.UpdateTask(ctx, rec, protocol.StateRunning)
 		if err != nil {
+			s.forget(rec.TaskID)
 			s.storeFailed(fmt.Errorf("recording the outcome of task %s: %w", rec.TaskID, err))
 			return
 		}
@@ -237,6 +238,9 @@ func (s *Scheduler) finish(ctx context.Context, t *store.TaskRecord, rt *running
 			s.poke() // an idle worker re-arms its timer for the retry
 		}
 		s.finished(&rec, &out)
+		if rec.State.Terminal() {
+			s.wakeWaiters(rec.TaskID, &rec.Task)
+		}
 		s.publish(ev)
 	}()
 }
