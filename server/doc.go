@@ -9,8 +9,10 @@
 //	wire.go     JSON-RPC messages: parsing (requests, notifications, batches, the
 //	            -32700 and -32600 cases), ids kept as raw JSON, replies
 //	frame.go    stdio framing: detection, newline-delimited JSON, Content-Length
-//	session.go  one connection: dispatch with an in-flight cap, batch regrouping,
-//	            the bounded outbound queue and its writer, the end of a session
+//	session.go  one connection: dispatch with an in-flight cap (on the reader
+//	            for methods that cannot wait), batch regrouping, writing, the end
+//	            of a session
+//	outbox.go   the bounded outbound queue, grown on demand, and the right to write
 //	methods.go  the method table: params decoded with protocol.DecodeParams, calls
 //	            into the scheduler, errors converted once with protocol.AsError
 //	subs.go     subscriptions: task events and kpi.report tickers, per connection

@@ -54,14 +54,20 @@ var (
 
 // session is one connection's JSON-RPC conversation: it reads messages,
 // dispatches their requests concurrently (at most MaxInFlight at once),
-// regroups batch replies, and writes every outgoing message through one
-// bounded queue and one writer goroutine. Nothing that produces messages ever
-// blocks on the queue: when it is full the session ends (endSlowConsumer).
+// regroups batch replies, and writes every outgoing message in order through
+// one bounded queue (outbox). Nothing that produces messages ever waits for
+// room in the queue: when it is full the session ends (endSlowConsumer).
+//
+// A method that cannot wait on anything (system.health, say) runs on the
+// reader itself, and an answer is written by the goroutine that has it when
+// nothing is queued and nobody is writing: one call at a time then costs
+// no goroutine and no hand-off. The writer goroutine writes the rest.
 //
 // Goroutines: run's caller owns the session; run starts the reader and the
-// writer (io) and one goroutine per request and per kpi subscription (work),
-// and returns only once all of them have ended (except a stdio reader or
-// writer blocked on a file that cannot be interrupted; see transport.close).
+// writer (io) and one goroutine per request that may wait and per kpi
+// subscription (work), and returns only once all of them have ended (except
+// a stdio reader or writer blocked on a file that cannot be interrupted; see
+// transport.close).
 type session struct {
 	srv  *Server
 	t    transport
@@ -77,7 +83,7 @@ type session struct {
 	drainCtx    context.Context
 	cancelDrain context.CancelFunc
 
-	out     chan []byte   // the outbound queue
+	out     *outbox       // the outbound queue and the right to write
 	outDone chan struct{} // closed when nothing more will be queued
 	ended   chan struct{} // closed by the first end
 	force   chan struct{} // closed by abort: stop waiting gracefully
@@ -102,7 +108,7 @@ func (s *Server) newSession(t transport, kind string) *session {
 		srv:     s,
 		t:       t,
 		kind:    kind,
-		out:     make(chan []byte, s.cfg.OutboundQueue),
+		out:     newOutbox(s.cfg.OutboundQueue),
 		outDone: make(chan struct{}),
 		ended:   make(chan struct{}),
 		force:   make(chan struct{}),
@@ -154,7 +160,23 @@ func (ss *session) run() endReason {
 	// No request starts from here on; stop the rest.
 	ss.cancel()
 	ss.closeSubscriptions()
-	ss.work.Wait()
+	closed, unblocked := false, true
+	workDone := make(chan struct{})
+	go func() {
+		ss.work.Wait()
+		close(workDone)
+	}()
+	select {
+	case <-workDone:
+	case <-ss.force:
+		// Cut short. A request may be writing its answer to a peer that
+		// does not read: closing the transport now frees it.
+		r.graceful = false
+		closed, unblocked = true, ss.t.close(r)
+		if unblocked {
+			<-workDone
+		}
+	}
 	close(ss.outDone)
 	if r.graceful {
 		// Let the writer flush what the requests answered.
@@ -165,14 +187,17 @@ func (ss *session) run() endReason {
 	}
 	if r == endSlowConsumer {
 		ss.srv.cfg.Recorder.SlowConsumer()
-		ss.log.Warn().Int("queue", cap(ss.out)).Msg("closing a slow consumer: its outbound queue is full; it may reconnect and replay with task.subscribe {after_seq}")
+		ss.log.Warn().Int("queue", ss.out.max).Msg("closing a slow consumer: its outbound queue is full; it may reconnect and replay with task.subscribe {after_seq}")
 	}
 	select {
 	case <-ss.force:
 		r.graceful = false // cut short: the writer may be stuck too
 	default:
 	}
-	if ss.t.close(r) {
+	if !closed {
+		unblocked = ss.t.close(r)
+	}
+	if unblocked {
 		<-ss.readerDone
 		<-ss.writerDone
 	}
@@ -206,7 +231,7 @@ func (ss *session) readLoop() {
 		var fe *frameError
 		switch {
 		case errors.As(err, &fe):
-			ss.send(encodeError(nullID, fe.e))
+			ss.answer(encodeError(nullID, fe.e))
 			continue
 		case errors.Is(err, io.EOF):
 			ss.end(endEOF)
@@ -232,56 +257,94 @@ var (
 	errPeerClosed  = errors.New("peer closed the connection")
 )
 
+// writeLoop writes what is queued, in order, whenever something is.
 func (ss *session) writeLoop() {
 	defer close(ss.writerDone)
-	write := func(msg []byte) bool {
-		if err := ss.t.write(msg); err != nil {
-			ss.log.Debug().Err(err).Msg("write failed")
-			ss.abort(endIOError)
-			return false
-		}
-		return true
-	}
+	o := ss.out
 	for {
+		last := false
 		select {
-		case msg := <-ss.out:
-			if !write(msg) {
+		case <-o.wake:
+		case <-ss.outDone:
+			last = true
+		}
+		o.wmu.Lock()
+		for msg := o.pop(); msg != nil; msg = o.pop() {
+			if !ss.write(msg) {
+				o.wmu.Unlock()
 				return
 			}
-		case <-ss.outDone:
-			for {
-				select {
-				case msg := <-ss.out:
-					if !write(msg) {
-						return
-					}
-				default:
-					return
-				}
-			}
+		}
+		o.wmu.Unlock()
+		if last {
+			return
 		}
 	}
 }
 
-// send queues msg without blocking; a full queue ends the session.
+// write writes one message; the caller holds out.wmu. A failed write ends
+// the session.
+func (ss *session) write(msg []byte) bool {
+	if err := ss.t.write(msg); err != nil {
+		ss.log.Debug().Err(err).Msg("write failed")
+		ss.abort(endIOError)
+		return false
+	}
+	return true
+}
+
+// send queues msg without blocking; a full queue ends the session. The
+// scheduler's goroutines and anyone holding a lock send this way.
 func (ss *session) send(msg []byte) {
-	select {
-	case ss.out <- msg:
-	default:
+	if !ss.out.push(msg) {
 		ss.abort(endSlowConsumer)
 	}
 }
 
-// sendWait queues msg, waiting for room while ctx lasts. Only a request's
-// own goroutine may wait: never the scheduler's.
+// writeIdle writes msg at once, and reports true, when nobody is writing and
+// nothing is queued (so that order holds). It may block on the peer: only
+// the reader and a request's own goroutine call it, holding no lock.
+func (ss *session) writeIdle(msg []byte) (written, ok bool) {
+	o := ss.out
+	if !o.wmu.TryLock() {
+		return false, true
+	}
+	defer o.wmu.Unlock()
+	if !o.empty() {
+		return false, true
+	}
+	return true, ss.write(msg)
+}
+
+// answer writes msg directly when the writer is idle (writeIdle), and queues
+// it otherwise, like send.
+func (ss *session) answer(msg []byte) {
+	if written, _ := ss.writeIdle(msg); !written {
+		ss.send(msg)
+	}
+}
+
+// sendWait writes or queues msg, waiting for room while ctx lasts. Only a
+// request's own goroutine may wait: never the scheduler's.
 func (ss *session) sendWait(ctx context.Context, msg []byte) error {
-	select {
-	case ss.out <- msg:
+	if written, ok := ss.writeIdle(msg); written {
+		if !ok {
+			return errors.New("connection closed")
+		}
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-ss.outDone:
-		return errors.New("connection closed")
+	}
+	for {
+		queued, room := ss.out.tryPush(msg, true)
+		if queued {
+			return nil
+		}
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ss.outDone:
+			return errors.New("connection closed")
+		}
 	}
 }
 
@@ -303,18 +366,18 @@ func (b *batchReply) add(msg []byte) (done bool) {
 // reply answers one request, directly or as part of its batch.
 func (ss *session) reply(b *batchReply, msg []byte) {
 	if b == nil {
-		ss.send(msg)
+		ss.answer(msg)
 		return
 	}
 	if b.add(msg) {
-		ss.send(joinBatch(b.parts))
+		ss.answer(joinBatch(b.parts))
 	}
 }
 
 func (ss *session) handleMessage(msg []byte) {
 	in := parseMessage(msg)
 	if in.reject != nil {
-		ss.send(encodeError(nullID, in.reject))
+		ss.answer(encodeError(nullID, in.reject))
 		return
 	}
 	var b *batchReply

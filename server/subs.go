@@ -91,12 +91,8 @@ func (f *eventFeed) sink(ev protocol.TaskEvent) {
 		f.ss.send(msg)
 		return
 	}
-	if !f.flushing && len(f.backlog) == 0 {
-		select {
-		case f.ss.out <- msg:
-			return
-		default:
-		}
+	if !f.flushing && len(f.backlog) == 0 && f.ss.out.push(msg) {
+		return
 	}
 	f.backlog = append(f.backlog, msg)
 }
