@@ -16,8 +16,16 @@ import (
 const fixtures = "../testdata/fixtures/*.json"
 
 // newRealServer builds a Server over a real scheduler (memory store, wazero
-// engine) configured as a fixture asks; cleanup stops everything in order.
+// engine) configured as a fixture asks, running task.get and task.submit on
+// the reader as fabricd does over this store; cleanup stops everything in
+// order.
 func newRealServer(t *testing.T, fc fixture.Config) (*Server, *sched.Scheduler) {
+	return newRealServerInline(t, fc, true)
+}
+
+// newRealServerInline is newRealServer with Config.StoreNeverWaits set to
+// inline.
+func newRealServerInline(t *testing.T, fc fixture.Config, inline bool) (*Server, *sched.Scheduler) {
 	t.Helper()
 	lim := sched.DefaultLimits
 	if fc.MaxModuleBytes != 0 {
@@ -51,6 +59,7 @@ func newRealServer(t *testing.T, fc fixture.Config) (*Server, *sched.Scheduler) 
 	srv := New(Config{
 		Sched: sc, Logger: testLogger(t), Token: fc.Token,
 		MaxInFlight: fc.MaxInFlight, OutboundQueue: fc.OutboundQueue, Version: "test",
+		StoreNeverWaits: inline,
 	})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), recvTimeout)
@@ -126,7 +135,8 @@ func connect(t *testing.T, srv *Server, f *fixture.Fixture, transport string) fi
 
 // TestFixtures replays every fixture conversation over every transport it
 // allows: in memory, with stdio Content-Length framing, and on a real
-// WebSocket.
+// WebSocket; and once more in memory with task.get and task.submit on
+// goroutines of their own, as over a store that writes to disk.
 func TestFixtures(t *testing.T) {
 	all, err := fixture.Glob(fixtures)
 	if err != nil {
@@ -140,6 +150,12 @@ func TestFixtures(t *testing.T) {
 			t.Run(f.Name+"/"+tr, func(t *testing.T) {
 				srv, _ := newRealServer(t, f.Config)
 				f.Run(t, connect(t, srv, f, tr))
+			})
+		}
+		if f.On(fixture.Memory) {
+			t.Run(f.Name+"/"+fixture.Memory+"/store-waits", func(t *testing.T) {
+				srv, _ := newRealServerInline(t, f.Config, false)
+				f.Run(t, connect(t, srv, f, fixture.Memory))
 			})
 		}
 	}

@@ -78,7 +78,8 @@ func newStack(b *testing.B, storeKind string) *stack {
 	if _, err := sc.RegisterAgent(ctx, &protocol.RegisterParams{Name: "echo", Wasm: wasm}); err != nil {
 		b.Fatal(err)
 	}
-	srv := server.New(server.Config{Sched: sc, Logger: zerolog.Nop()})
+	// As fabricd: task.get and task.submit on the reader over the memory store.
+	srv := server.New(server.Config{Sched: sc, Logger: zerolog.Nop(), StoreNeverWaits: storeKind == "memory"})
 	b.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/chimera-fabric/fabric/protocol"
 	"github.com/chimera-fabric/fabric/sched"
 )
@@ -15,7 +17,24 @@ import (
 type method struct {
 	params reflect.Type // the protocol params type, checked against the OpenRPC table
 	result reflect.Type
-	call   func(ctx context.Context, ss *session, raw json.RawMessage) (any, error)
+	// decode decodes raw params into a new *P; call runs the method on
+	// them.
+	decode func(raw json.RawMessage) (any, error)
+	call   func(ctx context.Context, ss *session, p any) (any, error)
+	// inline, when set, says whether a call with these (decoded) params
+	// runs on the connection's reader instead of a goroutine of its own.
+	// Only a call that cannot wait on anything may: not on I/O, a commit,
+	// a timer, nor room in the outbound queue; it holds up the reading of
+	// the connection while it runs.
+	inline func(ss *session, p any) bool
+	// overCap: run even when the connection is over its in-flight cap
+	// (unsubscribe, which frees what it names and cannot wait).
+	overCap bool
+	// logs is the level of the least severe line the scheduler writes
+	// about a call (with the logger of the request's context): the
+	// request's logger is built only when lines of that level are
+	// written. Default zerolog.DebugLevel.
+	logs zerolog.Level
 }
 
 // bind makes a method of a typed handler: params are decoded strictly with
@@ -25,36 +44,82 @@ func bind[P, R any](fn func(ctx context.Context, ss *session, p *P) (R, error)) 
 	return method{
 		params: reflect.TypeFor[P](),
 		result: reflect.TypeFor[R](),
-		call: func(ctx context.Context, ss *session, raw json.RawMessage) (any, error) {
+		decode: func(raw json.RawMessage) (any, error) {
 			p := new(P)
-			if err := protocol.DecodeParams(raw, p); err != nil {
+			if err := decodeParams(raw, p); err != nil {
 				return nil, err
 			}
-			return fn(ctx, ss, p)
+			return p, nil
+		},
+		call: func(ctx context.Context, ss *session, p any) (any, error) {
+			return fn(ctx, ss, p.(*P))
 		},
 	}
 }
 
+// decodeParams is protocol.DecodeParams, without its decoder for absent or
+// empty params of a type that neither decodes nor validates itself (system.health,
+// kpi.get, agent.list...): they decode to the zero value.
+func decodeParams(raw json.RawMessage, p any) error {
+	if len(raw) == 0 || string(raw) == "{}" {
+		_, custom := p.(json.Unmarshaler)
+		_, validates := p.(protocol.Validator)
+		if !custom && !validates {
+			return nil
+		}
+	}
+	return protocol.DecodeParams(raw, p)
+}
+
+// Who runs on the connection's reader (method.inline).
+func always(*session, any) bool { return true }
+
+// whenStoreInline: the call reads or writes the store, which is fine on the
+// reader only when the store answers without waiting (Config.StoreNeverWaits).
+func whenStoreInline(ss *session, _ any) bool { return ss.srv.cfg.StoreNeverWaits }
+
+// submitInline: a task.submit that subscribes writes its first events with
+// back-pressure (eventFeed.flush), so it runs on a goroutine of its own.
+func submitInline(ss *session, p any) bool {
+	return ss.srv.cfg.StoreNeverWaits && !p.(*protocol.SubmitParams).Subscribe
+}
+
+func (m method) runsInline(when func(*session, any) bool) method {
+	m.inline = when
+	return m
+}
+
+func (m method) evenOverCap() method {
+	m.overCap = true
+	return m
+}
+
+func (m method) logsAt(l zerolog.Level) method {
+	m.logs = l
+	return m
+}
+
 // methodTable maps every method of PROTOCOL.md to its handler. The OpenRPC
 // document (protocol.Methods) lists the same methods; a test keeps the two
-// in step.
+// in step. The levels are those of the scheduler's lines about a call
+// (sched: logFor).
 func methodTable() map[string]method {
 	return map[string]method{
-		protocol.MethodAgentRegister:   bind(agentRegister),
+		protocol.MethodAgentRegister:   bind(agentRegister).logsAt(zerolog.InfoLevel),
 		protocol.MethodAgentList:       bind(agentList),
-		protocol.MethodAgentGet:        bind(agentGet),
-		protocol.MethodAgentUnregister: bind(agentUnregister),
+		protocol.MethodAgentGet:        bind(agentGet).runsInline(always),
+		protocol.MethodAgentUnregister: bind(agentUnregister).logsAt(zerolog.InfoLevel),
 		protocol.MethodAgentStats:      bind(agentStats),
-		protocol.MethodTaskSubmit:      bind(taskSubmit),
-		protocol.MethodTaskGet:         bind(taskGet),
+		protocol.MethodTaskSubmit:      bind(taskSubmit).runsInline(submitInline),
+		protocol.MethodTaskGet:         bind(taskGet).runsInline(whenStoreInline),
 		protocol.MethodTaskWait:        bind(taskWait),
-		protocol.MethodTaskCancel:      bind(taskCancel),
+		protocol.MethodTaskCancel:      bind(taskCancel).logsAt(zerolog.InfoLevel),
 		protocol.MethodTaskList:        bind(taskList),
 		protocol.MethodTaskSubscribe:   bind(taskSubscribe),
-		protocol.MethodUnsubscribe:     bind(unsubscribe),
+		protocol.MethodUnsubscribe:     bind(unsubscribe).runsInline(always).evenOverCap(),
 		protocol.MethodKPISubscribe:    bind(kpiSubscribe),
 		protocol.MethodKPIGet:          bind(kpiGet),
-		protocol.MethodSystemHealth:    bind(systemHealth),
+		protocol.MethodSystemHealth:    bind(systemHealth).runsInline(always),
 		protocol.MethodRPCDiscover:     bind(rpcDiscover),
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"github.com/chimera-fabric/fabric/internal/fixture"
 )
 
@@ -134,5 +136,47 @@ func TestStdioEOFWaitsForTasks(t *testing.T) {
 				t.Errorf("the echo task: %s", l)
 			}
 		}
+	}
+}
+
+// The scheduler's lines about a request carry its connection and request
+// id, at whatever level they are written; the request's logger is built
+// only when they are.
+func TestRequestLogLines(t *testing.T) {
+	for _, level := range []zerolog.Level{zerolog.DebugLevel, zerolog.InfoLevel} {
+		t.Run(level.String(), func(t *testing.T) {
+			_, sc := newRealServer(t, fixture.Config{})
+			logs := &logBuffer{}
+			srv := New(Config{Sched: sc, Logger: zerolog.New(logs).Level(level), StoreNeverWaits: true})
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), recvTimeout)
+				defer cancel()
+				srv.Shutdown(ctx)
+			})
+			c := startPipe(t, srv)
+			mustSend(t, c, registerMsg(t, 41, "echo"))
+			mustRecv(t, c)
+			mustSend(t, c, `{"jsonrpc":"2.0","id":"s-42","method":"task.submit","params":{"agent":"echo","input":1}}`)
+			mustRecv(t, c)
+			want := map[string]string{"agent registered": `41`}
+			if level == zerolog.DebugLevel {
+				want["task accepted"] = `"s-42"`
+			}
+			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+			for msg, id := range want {
+				found := false
+				for _, l := range lines {
+					if strings.Contains(l, `"message":"`+msg+`"`) {
+						found = true
+						if !strings.Contains(l, `"request_id":`+id) || !strings.Contains(l, `"conn":`) {
+							t.Errorf("%q without its request_id %s or conn: %s", msg, id, l)
+						}
+					}
+				}
+				if !found {
+					t.Errorf("no %q line in:\n%s", msg, logs.String())
+				}
+			}
+		})
 	}
 }

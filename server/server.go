@@ -54,6 +54,14 @@ type Config struct {
 	// Recorder records RPC requests, connections and slow consumers; nil
 	// records nothing.
 	Recorder *metrics.Metrics
+	// StoreNeverWaits says that the scheduler's store answers without
+	// waiting on I/O (the in-memory store). task.get and task.submit
+	// (without subscribe) then run on the connection's reader, as
+	// system.health, agent.get and unsubscribe always do: no goroutine and
+	// no hand-off per call. Leave it false for a store that writes to disk:
+	// a call waiting for its commit would hold up the connection's other
+	// requests.
+	StoreNeverWaits bool
 }
 
 // Defaults.

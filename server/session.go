@@ -401,9 +401,13 @@ func (ss *session) handleMessage(msg []byte) {
 	}
 }
 
-// dispatch starts one request, or answers it at once when the session is
-// ending or over its in-flight cap.
+// dispatch runs one request: on the reader itself when its method cannot
+// wait on anything (method.inline), on a goroutine of its own otherwise. It
+// answers at once, without running it, a request that comes while the
+// session is ending or over its in-flight cap (unsubscribe excepted: it
+// frees what it names).
 func (ss *session) dispatch(req request, b *batchReply) {
+	m, known := ss.srv.methods[req.Method]
 	ss.mu.Lock()
 	switch {
 	case ss.ending:
@@ -413,7 +417,7 @@ func (ss *session) dispatch(req request, b *batchReply) {
 				"this connection is closing; reconnect to go on")))
 		}
 		return
-	case ss.inflight >= ss.srv.cfg.MaxInFlight:
+	case ss.inflight >= ss.srv.cfg.MaxInFlight && !m.overCap:
 		n := ss.inflight
 		ss.mu.Unlock()
 		if req.notification() {
@@ -424,35 +428,67 @@ func (ss *session) dispatch(req request, b *batchReply) {
 			"this connection has %d requests in flight, its limit; retry later", n).With("limit", ss.srv.cfg.MaxInFlight)))
 		return
 	}
+	// Counted in work too, on the reader or not: a session that ends waits
+	// for its answer.
 	ss.inflight++
 	ss.work.Add(1)
 	ss.mu.Unlock()
+	began := time.Now()
+	if !known {
+		ss.finish(req, b, began, nil, protocol.Errorf(protocol.ErrMethodNotFound, "no method %q; rpc.discover lists them", clipText([]byte(req.Method))))
+		return
+	}
+	var p any
+	if m.inline != nil {
+		var err error
+		if p, err = ss.decode(m, req); err != nil {
+			ss.finish(req, b, began, nil, err)
+			return
+		}
+		if m.inline(ss, p) {
+			res, err := ss.call(m, req, p)
+			ss.finish(req, b, began, res, err)
+			return
+		}
+	}
 	go func() {
-		defer ss.work.Done()
-		began := time.Now()
-		res, err := ss.call(req)
-		var msg []byte
-		var code int64
-		switch {
-		case req.notification():
-			if err != nil {
-				ss.log.Debug().Str("method", req.Method).Err(err).Msg("notification failed (not answered)")
-			}
-		case err != nil:
-			we := ss.wireError(err)
-			code = we.Code
-			msg = encodeError(req.ID, we)
-		default:
-			msg = encodeResult(req.ID, res)
+		var res any
+		var err error
+		if p == nil {
+			p, err = ss.decode(m, req)
 		}
-		ss.srv.recordRPC(req.Method, code, time.Since(began))
-		// The slot is free before the answer is out, so that a client
-		// that waits for an answer to send its next request finds room.
-		ss.requestDone()
-		if msg != nil {
-			ss.reply(b, msg)
+		if err == nil {
+			res, err = ss.call(m, req, p)
 		}
+		ss.finish(req, b, began, res, err)
 	}()
+}
+
+// finish answers a request that has run (unless it is a notification),
+// records it, and frees its slot.
+func (ss *session) finish(req request, b *batchReply, began time.Time, res any, err error) {
+	defer ss.work.Done()
+	var msg []byte
+	var code int64
+	switch {
+	case req.notification():
+		if err != nil {
+			ss.log.Debug().Str("method", req.Method).Err(err).Msg("notification failed (not answered)")
+		}
+	case err != nil:
+		we := ss.wireError(err)
+		code = we.Code
+		msg = encodeError(req.ID, we)
+	default:
+		msg = encodeResult(req.ID, res)
+	}
+	ss.srv.recordRPC(req.Method, code, time.Since(began))
+	// The slot is free before the answer is out, so that a client that
+	// waits for an answer to send its next request finds room.
+	ss.requestDone()
+	if msg != nil {
+		ss.reply(b, msg)
+	}
 }
 
 func (ss *session) requestDone() {
@@ -468,27 +504,41 @@ func (ss *session) requestDone() {
 	ss.mu.Unlock()
 }
 
+// decode decodes a request's params for m, recovering a panic into an
+// internal error.
+func (ss *session) decode(m method, req request) (p any, err error) {
+	defer ss.recoverPanic(req.Method, &err)
+	return m.decode(req.Params)
+}
+
 // call runs one request's method, recovering a panic into an internal error.
-func (ss *session) call(req request) (res any, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			ss.log.Error().Str("method", req.Method).Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("panic in a method handler")
-			res, err = nil, protocol.Errorf(protocol.ErrInternal, "the server failed while handling %s; the log has the cause", req.Method)
+func (ss *session) call(m method, req request, p any) (res any, err error) {
+	defer ss.recoverPanic(req.Method, &err)
+	ctx := ss.ctx
+	if ss.logs(m.logs) {
+		// The request's logger rides in its context: the scheduler's
+		// lines about the request (a task accepted, cancelled, an agent
+		// registered) carry the connection and the request id. It is
+		// built only when such a line would be written.
+		id := req.ID
+		if id == nil {
+			id = nullID // a notification
 		}
-	}()
-	m, ok := ss.srv.methods[req.Method]
-	if !ok {
-		return nil, protocol.Errorf(protocol.ErrMethodNotFound, "no method %q; rpc.discover lists them", clipText([]byte(req.Method)))
+		ctx = ss.log.With().RawJSON("request_id", id).Logger().WithContext(ss.ctx)
 	}
-	// The request's logger rides in its context: the scheduler's lines
-	// about the request (a task accepted, cancelled, an agent registered)
-	// carry the connection and the request id.
-	id := req.ID
-	if id == nil {
-		id = []byte("null") // a notification
+	return m.call(ctx, ss, p)
+}
+
+// logs reports whether the session's logger writes lines at level l.
+func (ss *session) logs(l zerolog.Level) bool {
+	return l >= ss.log.GetLevel() && l >= zerolog.GlobalLevel()
+}
+
+func (ss *session) recoverPanic(method string, err *error) {
+	if p := recover(); p != nil {
+		ss.log.Error().Str("method", method).Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("panic in a method handler")
+		*err = protocol.Errorf(protocol.ErrInternal, "the server failed while handling %s; the log has the cause", method)
 	}
-	ctx := ss.log.With().RawJSON("request_id", id).Logger().WithContext(ss.ctx)
-	return m.call(ctx, ss, req.Params)
 }
 
 // wireError is the one conversion of a method's error for the wire.

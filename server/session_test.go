@@ -69,6 +69,24 @@ func layerMethods(g *gates) map[string]method {
 				return "drained", nil
 			}
 		}),
+		// quick echoes on the reader, like system.health; quickcrash
+		// panics there.
+		"quick": bind(func(_ context.Context, _ *session, p *echoParams) (json.RawMessage, error) {
+			if p.Value == nil {
+				return json.RawMessage("null"), nil
+			}
+			return p.Value, nil
+		}).runsInline(always),
+		"quickcrash": bind(func(_ context.Context, _ *session, _ *protocol.Empty) (protocol.Empty, error) {
+			panic("boom on the reader")
+		}).runsInline(always),
+		// sub makes a subscription with nothing behind it, for unsubscribe
+		// (the real method) to end.
+		"sub": bind(func(_ context.Context, ss *session, p *protocol.UnsubscribeParams) (protocol.Empty, error) {
+			ss.addSubscription(&subscription{id: p.SubscriptionID, stop: make(chan struct{})})
+			return protocol.Empty{}, nil
+		}),
+		protocol.MethodUnsubscribe: methodTable()[protocol.MethodUnsubscribe],
 		// flood sends n notifications without waiting, until the session
 		// ends.
 		"flood": bind(func(ctx context.Context, ss *session, p *floodParams) (int, error) {
@@ -361,5 +379,108 @@ func TestStdioCancel(t *testing.T) {
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("ServeStdio: got %v, want context.Canceled", err)
+	}
+}
+
+// Methods that run on the reader answer in the order they were sent, are
+// refused over the in-flight cap like any other, survive a panic, and take
+// their place in a batch.
+func TestMethodsOnTheReader(t *testing.T) {
+	g := &gates{ch: map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{})}}
+	srv := newLayerServer(t, Config{MaxInFlight: 2}, g)
+	c := startPipe(t, srv)
+	var burst strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&burst, `{"jsonrpc":"2.0","method":"quick","params":{"value":%d},"id":%d}`+"\n", i, i)
+	}
+	mustSend(t, c, strings.TrimSuffix(burst.String(), "\n"))
+	for i := range 50 {
+		if got, want := mustRecv(t, c), fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"result":%d}`, i, i); got != want {
+			t.Fatalf("answer %d: got %s, want %s (in the order sent)", i, got, want)
+		}
+	}
+	mustSend(t, c, `{"jsonrpc":"2.0","method":"quickcrash","id":"x"}`)
+	if got := mustRecv(t, c); !strings.Contains(got, `"id":"x","error":{"code":-32603`) {
+		t.Fatalf("a panic on the reader: got %s, want -32603", got)
+	}
+	mustSend(t, c, `{"jsonrpc":"2.0","method":"quick","params":{"valu":1},"id":"p"}`)
+	if got := mustRecv(t, c); !strings.Contains(got, `"id":"p","error":{"code":-32602,"message":"invalid params: valu: unknown parameter"`) {
+		t.Fatalf("bad params on the reader: got %s, want -32602", got)
+	}
+	// A batch: one element waits on a goroutine, the others run on the
+	// reader; one array comes back once all are done.
+	mustSend(t, c, `[{"jsonrpc":"2.0","method":"quick","params":{"value":1},"id":1},`+
+		`{"jsonrpc":"2.0","method":"block","params":{"gate":"a"},"id":2},`+
+		`{"jsonrpc":"2.0","method":"quick","params":{"value":3},"id":3}]`)
+	mustSend(t, c, `{"jsonrpc":"2.0","method":"block","params":{"gate":"b"},"id":"b"}`)
+	// Two in flight now (a and b): a call on the reader is over the cap.
+	waitFor(t, "two requests in flight", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		for ss := range srv.sessions {
+			ss.mu.Lock()
+			n := ss.inflight
+			ss.mu.Unlock()
+			return n == 2
+		}
+		return false
+	})
+	mustSend(t, c, `{"jsonrpc":"2.0","method":"quick","id":"over"}`)
+	if got := mustRecv(t, c); !strings.Contains(got, `"id":"over","error":{"code":-32002`) {
+		t.Fatalf("over the cap on the reader: got %s, want -32002", got)
+	}
+	close(g.ch["a"])
+	got := mustRecv(t, c)
+	for _, want := range []string{`{"jsonrpc":"2.0","id":1,"result":1}`, `{"jsonrpc":"2.0","id":2,"result":"released"}`, `{"jsonrpc":"2.0","id":3,"result":3}`} {
+		if !strings.HasPrefix(got, "[") || !strings.Contains(got, want) {
+			t.Fatalf("batch: got %s, want an array holding %s", got, want)
+		}
+	}
+	close(g.ch["b"])
+	if got := mustRecv(t, c); got != `{"jsonrpc":"2.0","id":"b","result":"released"}` {
+		t.Fatalf("got %s", got)
+	}
+}
+
+// unsubscribe is served over the in-flight cap, as a request and as a
+// notification: it frees what it names, and a notification cannot be
+// retried.
+func TestUnsubscribeOverTheCap(t *testing.T) {
+	g := &gates{ch: map[string]chan struct{}{"a": make(chan struct{})}}
+	srv := newLayerServer(t, Config{MaxInFlight: 1}, g)
+	c := startPipe(t, srv)
+	for _, id := range []string{"s1", "s2"} {
+		mustSend(t, c, `{"jsonrpc":"2.0","method":"sub","params":{"subscription_id":"`+id+`"},"id":"`+id+`"}`)
+		if got := mustRecv(t, c); got != `{"jsonrpc":"2.0","id":"`+id+`","result":{}}` {
+			t.Fatalf("sub %s: got %s", id, got)
+		}
+	}
+	mustSend(t, c, `{"jsonrpc":"2.0","method":"block","params":{"gate":"a"},"id":"a"}`)
+	mustSend(t, c, `{"jsonrpc":"2.0","method":"echo","id":"over"}`)
+	if got := mustRecv(t, c); !strings.Contains(got, `"id":"over","error":{"code":-32002`) {
+		t.Fatalf("over the cap: got %s, want -32002", got)
+	}
+	mustSend(t, c, `{"jsonrpc":"2.0","method":"unsubscribe","params":{"subscription_id":"s1"}}`)
+	mustSend(t, c, `{"jsonrpc":"2.0","method":"unsubscribe","params":{"subscription_id":"s2"},"id":"u2"}`)
+	if got := mustRecv(t, c); got != `{"jsonrpc":"2.0","id":"u2","result":{}}` {
+		t.Fatalf("unsubscribe over the cap: got %s, want {}", got)
+	}
+	// The notification was handled: s1 is gone.
+	mustSend(t, c, `{"jsonrpc":"2.0","method":"unsubscribe","params":{"subscription_id":"s1"},"id":"u1"}`)
+	if got := mustRecv(t, c); !strings.Contains(got, `"id":"u1","error":{"code":-32001`) {
+		t.Fatalf("s1 after its unsubscribe notification: got %s, want -32001 (no such subscription)", got)
+	}
+	srv.mu.Lock()
+	for ss := range srv.sessions {
+		ss.mu.Lock()
+		if n := len(ss.subs); n != 0 {
+			t.Errorf("%d subscriptions left; want none", n)
+		}
+		ss.mu.Unlock()
+	}
+	srv.mu.Unlock()
+	close(g.ch["a"])
+	if got := mustRecv(t, c); got != `{"jsonrpc":"2.0","id":"a","result":"released"}` {
+		t.Fatalf("got %s", got)
 	}
 }

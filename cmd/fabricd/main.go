@@ -179,6 +179,7 @@ func serve(ctx context.Context, mode string, cfg config, log zerolog.Logger, std
 		// Room for the largest module as base64 in agent.register.
 		MaxMessageBytes: server.DefaultMaxMessageBytes(cfg.Limits.MaxModuleBytes),
 		Version:         version,
+		StoreNeverWaits: storeNeverWaits(st),
 	})
 
 	if mode == "stdio" {
@@ -329,4 +330,11 @@ func newEngine(name string, o engineOptions) (executor.Engine, error) {
 		return nil, fmt.Errorf("unknown engine %q", name)
 	}
 	return mk(o)
+}
+
+// storeNeverWaits: the in-memory store answers without I/O, so the server
+// may run task.get and task.submit on a connection's reader.
+func storeNeverWaits(st store.Store) bool {
+	_, mem := st.(*store.Memory)
+	return mem
 }
