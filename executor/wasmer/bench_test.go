@@ -53,7 +53,7 @@ func BenchmarkCompile(b *testing.B) {
 }
 
 // BenchmarkRunTiny is one task of a tiny agent: a round trip to a worker,
-// instantiation, the call on a fresh thread, the events and the outcome.
+// instantiation, the call on the worker's guest thread, the events and the outcome.
 func BenchmarkRunTiny(b *testing.B) {
 	for _, agent := range []string{"noop", "echo_fabric", "echo"} {
 		b.Run(agent, func(b *testing.B) {

@@ -109,8 +109,8 @@ typedef struct {
 	size_t nresults;
 	fab_val_t result;
 	char* trap;        // the trap's message (malloc'd), or NULL
-	uint64_t cpu_ns;   // CPU time of the call's thread
-	int err;           // pthread_create's error
+	uint64_t cpu_ns;   // CPU time of the call
+	int err;           // non-zero: not called, this is not the guest thread
 } fab_call_t;
 
 static uint64_t fab_thread_cpu(void) {
@@ -119,8 +119,17 @@ static uint64_t fab_thread_cpu(void) {
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void* fab_thread(void* arg) {
-	fab_call_t* c = arg;
+// fab_guest_thread is set on the thread fab_on_thread starts: the only
+// thread guest code runs on.
+static __thread int fab_guest_thread;
+
+// fab_call calls c->fn on the current thread, which must be the guest
+// thread: its stack, of the size fab_on_thread gave it, is the guest's.
+static void fab_call(fab_call_t* c) {
+	if (!fab_guest_thread) {
+		c->err = 1;
+		return;
+	}
 	uint64_t cpu0 = fab_thread_cpu();
 	fab_vec_t args = {0, NULL};
 	fab_vec_t res = {c->nresults, &c->result};
@@ -137,20 +146,36 @@ static void* fab_thread(void* arg) {
 		p_trap_delete(trap);
 	}
 	c->cpu_ns = fab_thread_cpu() - cpu0;
+}
+
+// The alternate signal stack of the guest thread. Installed before the
+// thread first enters Go or wasmer, it is the one both use: Go keeps an
+// alternate stack it finds, and wasmer one of at least 64 KiB.
+#define FAB_SIGSTACK (256 << 10)
+
+static void* fab_thread_main(void* arg) {
+	fab_guest_thread = 1;
+	stack_t ss;
+	memset(&ss, 0, sizeof ss);
+	ss.ss_sp = malloc(FAB_SIGSTACK);
+	ss.ss_size = FAB_SIGSTACK;
+	if (ss.ss_sp) sigaltstack(&ss, NULL);
+	fabThreadMain((uintptr_t)arg);
 	return NULL;
 }
 
-// fab_call runs c on a new thread with a stack of the given size and waits
-// for it. A guest that overflows its stack traps on that thread, which is
-// then discarded: no thread ever runs guest code twice.
-static void fab_call(fab_call_t* c, size_t stack) {
+// fab_on_thread runs fabThreadMain(arg) on a new thread with a stack of the
+// given size, the guest thread, and waits for it. It returns
+// pthread_create's error.
+static int fab_on_thread(size_t stack, uintptr_t arg) {
 	pthread_attr_t attr;
 	pthread_t th;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, stack);
-	c->err = pthread_create(&th, &attr, fab_thread, c);
+	int err = pthread_create(&th, &attr, fab_thread_main, (void*)arg);
 	pthread_attr_destroy(&attr);
-	if (c->err == 0) pthread_join(th, NULL);
+	if (err == 0) pthread_join(th, NULL);
+	return err;
 }
 
 // fab_crash dereferences NULL: the tests' stand-in for a bug in native code.
@@ -166,6 +191,8 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"runtime/cgo"
+	"syscall"
 	"unsafe"
 
 	"github.com/wasmerio/wasmer-go/wasmer"
@@ -240,22 +267,39 @@ type callResult struct {
 	CPU     uint64
 }
 
-var errThread = errors.New("cannot start the guest's thread")
-
-// callOnThread calls f, of type () -> () or () -> (i32), on a new native
-// thread with stackBytes of stack.
-func callOnThread(f *wasmer.Function, results int, stackBytes uint64) (callResult, error) {
-	c := (*C.fab_call_t)(C.calloc(1, C.sizeof_fab_call_t))
-	if c == nil {
-		return callResult{}, errThread
+// onGuestThread runs f on a new native thread with stackBytes of stack, the
+// guest thread, and returns when f does; f's goroutine is locked to that
+// thread, so guest code it calls runs on that stack. The worker serves its
+// whole conversation with the parent from there: a task's guest runs on the
+// thread that read the task, with no thread to start or wake.
+func onGuestThread(stackBytes uint64, f func()) error {
+	h := cgo.NewHandle(f)
+	defer h.Delete()
+	if err := C.fab_on_thread(C.size_t(stackBytes), C.uintptr_t(h)); err != 0 {
+		return fmt.Errorf("cannot start the guest thread: pthread_create: %w", syscall.Errno(err))
 	}
-	defer C.free(unsafe.Pointer(c))
+	return nil
+}
+
+//export fabThreadMain
+func fabThreadMain(h C.uintptr_t) {
+	cgo.Handle(h).Value().(func())()
+}
+
+var errNotGuestThread = errors.New("a guest call off the guest thread (onGuestThread)")
+
+// callGuest calls f, of type () -> () or () -> (i32), on the current
+// thread, which must be the guest thread. A guest that overflows its stack
+// traps (wasmer's guard page), leaving the thread usable; the depth at which
+// it does is the same on every call, the calls' path being.
+func callGuest(f *wasmer.Function, results int) (callResult, error) {
+	var c C.fab_call_t
 	c.fn = inner(f)
 	c.nresults = C.size_t(results)
-	C.fab_call(c, C.size_t(stackBytes))
+	C.fab_call(&c)
 	runtime.KeepAlive(f)
 	if c.err != 0 {
-		return callResult{}, fmt.Errorf("%w: pthread_create: errno %d", errThread, int(c.err))
+		return callResult{}, errNotGuestThread
 	}
 	r := callResult{CPU: uint64(c.cpu_ns)}
 	if c.trap != nil {

@@ -158,8 +158,9 @@ func (o *Options) Validate() error {
 //   - memory: the module is instrumented so that memory.grow refuses to grow
 //     past the task's quota and records the refusal (a failing run after one
 //     is memory_limit); each worker also has an RLIMIT_DATA.
-//   - stack: every guest call runs on a fresh native thread of StackBytes;
-//     deeper recursion traps with "call stack exhausted".
+//   - stack: a worker serves from one native thread of StackBytes (the guest
+//     thread), on which every guest call runs from the same depth; deeper
+//     recursion traps with "call stack exhausted", and the thread goes on.
 //   - crashes: a worker that dies during a task (a fault in native code, the
 //     RLIMIT_DATA, a kill from outside) fails that task as internal and is
 //     replaced; the engine goes on serving.

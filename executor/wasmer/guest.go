@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -152,11 +151,9 @@ func (s *eventStdio) Write(p []byte) (int, error) {
 func (r *guestRun) run(es *engineState, m *wasmer.Module) runDone {
 	q := r.q
 	var done runDone
-	runtime.LockOSThread()
-	cpu0 := threadCPU()
+	cpu0 := threadCPU() // the guest thread's (onGuestThread): this goroutine is locked to it
 	inst, err := wasmer.NewInstance(m, es.imports)
 	cpu := threadCPU() - cpu0
-	runtime.UnlockOSThread()
 	if err != nil {
 		done = runDone{End: endError, Code: protocol.CodeTrap, Message: "instantiating the module: " + err.Error()}
 		done.CPUNanos = cpu
@@ -213,7 +210,7 @@ func (r *guestRun) run(es *engineState, m *wasmer.Module) runDone {
 			done = internalDone("the module has no function %q: %v", p.export, err)
 			break
 		}
-		res, err := callOnThread(f, p.results, r.w.cfg.StackBytes)
+		res, err := callGuest(f, p.results)
 		cpu += res.CPU
 		if err != nil {
 			done = internalDone("%v", err)

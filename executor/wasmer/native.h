@@ -17,4 +17,8 @@ typedef struct {
 // returns non-zero to stop the guest.
 extern uint32_t fabHostCall(uintptr_t id, fab_val_t* args, size_t nargs, fab_val_t* results, size_t nresults);
 
+// fabThreadMain (cthread.go) runs the Go function of handle h on the guest
+// thread.
+extern void fabThreadMain(uintptr_t h);
+
 #endif

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -205,16 +206,56 @@ func TestTimeoutReplacesWorker(t *testing.T) {
 }
 
 // TestStackOverflowsInARow: deep recursion traps, again and again, in the
-// same worker (each guest call runs on a fresh thread).
+// same worker, whose guest thread goes on serving.
 func TestStackOverflowsInARow(t *testing.T) {
 	e := newEngine(t, Options{Workers: 1, StackBytes: 1 << 20})
 	m := compileAgent(t, e, "recurse")
+	echo := compileAgent(t, e, "echo_fabric")
 	pid := waitWorkers(t, e, 1)[0]
 	for i := 0; i < 3; i++ {
 		wantCode(t, m.Run(context.Background(), testInvocation(nil)), protocol.CodeTrap, "call stack exhausted")
+		wantSuccess(t, echo.Run(context.Background(), testInvocation([]byte("after"))), "after")
 	}
 	if now := waitWorkers(t, e, 1)[0]; now != pid {
 		t.Errorf("worker %d replaced by %d; want no crash", pid, now)
+	}
+}
+
+// TestStackBytes: the guest's stack is Options.StackBytes. testdata/depth
+// recursing 100,000 deep needs some 3 MiB (32 bytes a frame with Cranelift,
+// 64 with Singlepass): it overflows 1 MiB, on every run, and fits the
+// default 8 MiB; a shallow run after an overflow succeeds on the same thread.
+func TestStackBytes(t *testing.T) {
+	wasm, err := os.ReadFile(filepath.Join("testdata", "depth.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deep, shallow := spinInput(100_000), spinInput(1_000)
+	for _, c := range []struct {
+		stack    uint64
+		compiler string
+		fits     bool
+	}{
+		{1 << 20, CompilerCranelift, false},
+		{1 << 20, CompilerSinglepass, false},
+		{0, CompilerCranelift, true},
+		{0, CompilerSinglepass, true},
+	} {
+		e := newEngine(t, Options{Workers: 1, StackBytes: c.stack, Compiler: c.compiler})
+		m, err := e.Compile(context.Background(), executor.ModuleSpec{Name: "depth", Wasm: wasm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			out := m.Run(context.Background(), testInvocation(deep))
+			if c.fits {
+				wantSuccess(t, out, "")
+			} else {
+				wantCode(t, out, protocol.CodeTrap, "call stack exhausted")
+			}
+			wantSuccess(t, m.Run(context.Background(), testInvocation(shallow)), "")
+		}
+		_ = m.Close(context.Background())
 	}
 }
 

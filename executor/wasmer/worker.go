@@ -75,11 +75,34 @@ type engineState struct {
 }
 
 // serveWorker runs the worker's loop and returns its exit status: 0 when the
-// parent closed the requests pipe.
+// parent closed the requests pipe. After the handshake it serves from the
+// guest thread (onGuestThread), where every guest call runs.
 func serveWorker(in io.Reader, out io.Writer) int {
 	w := &worker{in: bufio.NewReaderSize(in, 64<<10), modules: map[moduleKey]*wasmer.Module{}}
 	w.ev.w = bufio.NewWriterSize(out, 64<<10)
-	if err := w.handshake(); err != nil {
+	hello, err := w.readInit()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "wasmer worker: %v\n", err)
+		return 1
+	}
+	status := 1
+	if hello.Err == "" {
+		err = onGuestThread(w.cfg.StackBytes, func() { status = w.serve(hello) })
+		if err == nil {
+			return status
+		}
+		hello.Err = err.Error()
+	}
+	if err := w.ev.send(msgHello, hello.encode(), true); err != nil {
+		fmt.Fprintf(os.Stderr, "wasmer worker: %v\n", err)
+	}
+	fmt.Fprintf(os.Stderr, "wasmer worker: cannot serve: %s\n", hello.Err)
+	return 1
+}
+
+// serve says hello and serves requests until the parent closes the pipe.
+func (w *worker) serve(hello helloReply) int {
+	if err := w.ev.send(msgHello, hello.encode(), true); err != nil {
 		fmt.Fprintf(os.Stderr, "wasmer worker: %v\n", err)
 		return 1
 	}
@@ -92,34 +115,30 @@ func serveWorker(in io.Reader, out io.Writer) int {
 			fmt.Fprintf(os.Stderr, "wasmer worker: reading a request: %v\n", err)
 			return 1
 		}
-		if err := w.serve(t, payload); err != nil {
+		if err := w.request(t, payload); err != nil {
 			fmt.Fprintf(os.Stderr, "wasmer worker: %v\n", err)
 			return 1
 		}
 	}
 }
 
-func (w *worker) handshake() error {
+// readInit reads the init frame and sets the worker up; the hello to answer
+// with says why it cannot serve, if it cannot.
+func (w *worker) readInit() (helloReply, error) {
 	t, payload, err := readFrame(w.in)
 	if err != nil {
-		return fmt.Errorf("reading the init frame: %w", err)
+		return helloReply{}, fmt.Errorf("reading the init frame: %w", err)
 	}
 	if t != msgInit {
-		return fmt.Errorf("first frame has type %d; want init (%d)", t, msgInit)
+		return helloReply{}, fmt.Errorf("first frame has type %d; want init (%d)", t, msgInit)
 	}
 	if err := w.cfg.decode(payload); err != nil {
-		return fmt.Errorf("init frame: %w", err)
+		return helloReply{}, fmt.Errorf("init frame: %w", err)
 	}
 	hello := helloReply{Version: protocolVersion, PID: int64(os.Getpid())}
 	hello.Err = w.setup()
 	hello.Metering = w.metering
-	if err := w.ev.send(msgHello, hello.encode(), true); err != nil {
-		return err
-	}
-	if hello.Err != "" {
-		return fmt.Errorf("cannot serve: %s", hello.Err)
-	}
-	return nil
+	return hello, nil
 }
 
 // setup applies the init config and prepares wasmer; it returns why the
@@ -214,7 +233,7 @@ func (w *worker) compileMetered(wasm []byte) ([]byte, error) {
 	return art, nil
 }
 
-func (w *worker) serve(t byte, payload []byte) error {
+func (w *worker) request(t byte, payload []byte) error {
 	switch t {
 	case msgCompile:
 		var q compileRequest
@@ -355,21 +374,32 @@ func (e *eventWriter) flush() {
 	}
 }
 
-// flushEvery calls tick and flushes e every d until stop is closed, so that
-// a guest's events reach the parent while it runs; it closes done when it
-// returns.
-func (e *eventWriter) flushEvery(d time.Duration, tick func(), stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
+// every calls tick and flushes e every d until stop is called, so that a
+// guest's events reach the parent while it runs. A timer, not a goroutine:
+// a run shorter than d costs no more than the timer.
+func (e *eventWriter) every(d time.Duration, tick func()) (stop func()) {
+	var (
+		mu      sync.Mutex
+		stopped bool
+		t       *time.Timer
+	)
+	mu.Lock()
+	defer mu.Unlock()
+	t = time.AfterFunc(d, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
 			return
-		case <-t.C:
-			tick()
-			e.flush()
 		}
+		tick()
+		e.flush()
+		t.Reset(d)
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
 	}
 }
 
@@ -395,12 +425,7 @@ func (w *worker) run(q *runRequest) (done runDone) {
 		return internalDone("%v", err)
 	}
 	r := newGuestRun(w, q)
-	stop, flushed := make(chan struct{}), make(chan struct{})
-	go w.ev.flushEvery(10*time.Millisecond, r.sampleMemory, stop, flushed)
-	defer func() {
-		close(stop)
-		<-flushed
-	}()
+	defer w.ev.every(10*time.Millisecond, r.sampleMemory)()
 	currentRun.Store(r)
 	return r.run(es, m)
 }
