@@ -1,0 +1,212 @@
+//go:build wasmer
+
+package wasmer
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/wasmerio/wasmer-go/wasmer"
+
+	"github.com/chimera-fabric/fabric/executor"
+	"github.com/chimera-fabric/fabric/executor/enginetest"
+	"github.com/chimera-fabric/fabric/protocol"
+)
+
+// The benchmarks of this file put both engines beside wasmer-go itself, in
+// one run, for the targets of issue 4:
+//
+//	go test -tags wasmer -run '^$' -bench 'Instantiate|Grow16|Spin' ./executor/wasmer/
+//
+// "bare" is wasmer-go v1.0.4 called in this process, as its documentation
+// shows (no worker, no instrumentation, no outcome); "wazero" and "wasmer"
+// are a task run through executor.Wazero and this package's Engine.
+
+// bareModule compiles wasm with wasmer-go (Cranelift, as the Engine does).
+func bareModule(b *testing.B, wasm []byte) *wasmer.Module {
+	b.Helper()
+	store := wasmer.NewStore(wasmer.NewEngineWithConfig(wasmer.NewConfig().UseUniversalEngine().UseCraneliftCompiler()))
+	m, err := wasmer.NewModule(store, wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		m.Close()
+		store.Close()
+	})
+	return m
+}
+
+// bareRun instantiates m, calls entry (() -> i32) and closes the instance.
+func bareRun(b *testing.B, m *wasmer.Module, entry string) {
+	inst, err := wasmer.NewInstance(m, wasmer.NewImportObject())
+	if err != nil {
+		b.Fatal(err)
+	}
+	fn, err := inst.Exports.GetFunction(entry)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, err := fn()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res.(int32) != 0 {
+		b.Fatalf("%s returned %v; want 0", entry, res)
+	}
+	inst.Close()
+}
+
+func wazeroEngine(b *testing.B) *executor.Wazero {
+	b.Helper()
+	e, err := executor.NewWazero(executor.WazeroOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = e.Close(context.Background()) })
+	return e
+}
+
+func compileSpec(b *testing.B, e executor.Engine, spec executor.ModuleSpec) executor.Module {
+	b.Helper()
+	m, err := e.Compile(context.Background(), spec)
+	if err != nil {
+		b.Fatalf("Compile(%s): %v", spec.Name, err)
+	}
+	b.Cleanup(func() { _ = m.Close(context.Background()) })
+	return m
+}
+
+func runTasks(b *testing.B, m executor.Module, inv executor.Invocation) {
+	ctx := context.Background()
+	if out := m.Run(ctx, inv); out.Err != nil { // warm: the worker loads the module
+		b.Fatal(out.Err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if out := m.Run(ctx, inv); out.Err != nil { // a fabric-v1 entry returning 1 is agent_error
+			b.Fatal(out.Err)
+		}
+	}
+}
+
+// BenchmarkInstantiate is a fresh instance of the smallest module (noop:
+// one page of memory, run returns 0, no imports), issue 4's "a fresh
+// instance of a small module costs no more than wasmer's instantiate":
+//
+//	bare/instantiate            wasmer-go's NewInstance and Close
+//	bare/instantiate-call-close the same with run called
+//	wazero/task                 a task on executor.Wazero: Run, outcome built
+//	wasmer/task                 a task on this package's Engine (one worker)
+func BenchmarkInstantiate(b *testing.B) {
+	wasm := enginetest.Agent(b, "noop")
+	b.Run("bare/instantiate", func(b *testing.B) {
+		m := bareModule(b, wasm)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			inst, err := wasmer.NewInstance(m, wasmer.NewImportObject())
+			if err != nil {
+				b.Fatal(err)
+			}
+			inst.Close()
+		}
+	})
+	b.Run("bare/instantiate-call-close", func(b *testing.B) {
+		m := bareModule(b, wasm)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			bareRun(b, m, "run")
+		}
+	})
+	spec := executor.ModuleSpec{Name: "noop", Wasm: wasm}
+	b.Run("wazero/task", func(b *testing.B) {
+		runTasks(b, compileSpec(b, wazeroEngine(b), spec), benchInv(nil, 0))
+	})
+	b.Run("wasmer/task", func(b *testing.B) {
+		runTasks(b, compileSpec(b, newEngine(b, Options{Workers: 1}), spec), benchInv(nil, 0))
+	})
+}
+
+// BenchmarkGrow16 is issue 4's "an agent that grows its memory to 16 MiB":
+// testdata/grow16.wat grows from one page to 256 in 1 MiB steps, then writes
+// a byte per 64 KiB wasm page (run) or per 4 KiB OS page (run_dense, every
+// page of the 16 MiB faulted in). Each iteration is a fresh instance: bare
+// wasmer-go instantiates, calls and closes; the engines run a task (64 MiB
+// quota).
+func BenchmarkGrow16(b *testing.B) {
+	wasm, err := os.ReadFile(filepath.Join("testdata", "grow16.wasm"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, entry := range []string{"run", "run_dense"} {
+		b.Run("bare/"+entry, func(b *testing.B) {
+			m := bareModule(b, wasm)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				bareRun(b, m, entry)
+			}
+		})
+		spec := executor.ModuleSpec{Name: "grow16", Wasm: wasm, Entry: entry}
+		b.Run("wazero/"+entry, func(b *testing.B) {
+			runTasks(b, compileSpec(b, wazeroEngine(b), spec), benchInv(nil, 0))
+		})
+		b.Run("wasmer/"+entry, func(b *testing.B) {
+			runTasks(b, compileSpec(b, newEngine(b, Options{Workers: 1}), spec), benchInv(nil, 0))
+		})
+	}
+}
+
+// BenchmarkWorkerRun is the worker's side of a task without the pipes: a
+// worker in this process (its events discarded) runs one task of noop and
+// of grow16, so that the engine's per-task cost splits into the worker's
+// and the round trip's.
+func BenchmarkWorkerRun(b *testing.B) {
+	grow, err := os.ReadFile(filepath.Join("testdata", "grow16.wasm"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, entry string
+		wasm        []byte
+	}{{"noop", "run", enginetest.Agent(b, "noop")}, {"grow16", "run", grow}} {
+		b.Run(c.name, func(b *testing.B) {
+			w := &worker{modules: map[moduleKey]*wasmer.Module{}, cfg: initConfig{
+				Version: protocolVersion, StackBytes: DefaultStackBytes, Compiler: CompilerCranelift}}
+			w.ev.w = bufio.NewWriter(io.Discard)
+			if msg := w.setup(); msg != "" {
+				b.Fatal(msg)
+			}
+			ins, err := instrument(c.wasm)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if reply := w.compile(&compileRequest{Key: "m", Wasm: ins.Wasm}); reply.Err != "" {
+				b.Fatal(reply.Err)
+			}
+			q := &runRequest{Key: "m", ABI: protocol.ABIFabricV1, Entry: c.entry, HasStart: ins.HasStart,
+				HasMemory: ins.HasMemory, GrowGuarded: ins.GrowGuarded, QuotaPages: 1024,
+				OutputLimit: 1 << 20, LogLimit: 64 << 10}
+			var bad *runDone
+			b.ReportAllocs()
+			b.ResetTimer()
+			err = onGuestThread(DefaultStackBytes, func() { // b.Fatal must not end the guest thread
+				for i := 0; i < b.N && bad == nil; i++ {
+					if done := w.run(q); done.End != endReturned || done.Return != 0 {
+						bad = &done
+					}
+				}
+			})
+			if err != nil || bad != nil {
+				b.Fatalf("run: %v %+v", err, bad)
+			}
+		})
+	}
+}
