@@ -35,6 +35,7 @@ type config struct {
 	MaxConns     int
 	RetainFor    time.Duration
 	RetainKeep   int
+	Pprof        string // HOST:PORT of the profiler's listener; "" for none
 }
 
 func defaultConfig() config {
@@ -183,6 +184,8 @@ func (c *config) settings(mode string) []setting {
 	add(mk("retain-for", "how long finished tasks are kept; tasks beyond the newest --retain-keep go when older than this (0 with --retain-keep 0: keep everything)", d, dg))
 	n, ng = num(&c.RetainKeep)
 	add(mk("retain-keep", "finished tasks always kept, newest first, whatever their age", n, ng))
+	f, g = str(&c.Pprof)
+	add(mk("pprof", "HOST:PORT to serve Go's profiler on (/debug/pprof/, for go tool pprof), apart from the API; no token is checked, so loopback only unless --insecure; empty: off", f, g))
 	return out
 }
 
@@ -297,6 +300,14 @@ func (c *config) Validate(mode string) error {
 			bad("listen", "want HOST:PORT; got %q", c.Listen)
 		} else if c.Token == "" && !c.Insecure && !loopback(host) {
 			bad("listen", "%s is reachable beyond this machine and no --token is set; set --token (or FABRIC_TOKEN), or --insecure to allow it", c.Listen)
+		}
+	}
+	if c.Pprof != "" {
+		host, _, err := net.SplitHostPort(c.Pprof)
+		if err != nil {
+			bad("pprof", "want HOST:PORT, such as 127.0.0.1:6060; got %q", c.Pprof)
+		} else if !c.Insecure && !loopback(host) {
+			bad("pprof", "%s is reachable beyond this machine, and the profiler checks no token (it shows the process's memory and stacks); use a loopback address such as 127.0.0.1:6060, or --insecure (fabricd serve) to allow it", c.Pprof)
 		}
 	}
 	if c.MaxConns < 0 {

@@ -68,3 +68,35 @@ func TestStdioHasNoListenFlag(t *testing.T) {
 		t.Fatal("stdio must refuse --listen")
 	}
 }
+
+// --pprof checks no token: it is refused beyond loopback, token or not,
+// unless --insecure.
+func TestPprofAddress(t *testing.T) {
+	for _, c := range []struct {
+		mode string
+		args []string
+		want string // "" for accepted
+	}{
+		{"serve", []string{"--pprof", "127.0.0.1:6060"}, ""},
+		{"serve", []string{"--pprof", "localhost:0"}, ""},
+		{"serve", []string{"--pprof", "[::1]:6060"}, ""},
+		{"stdio", []string{"--pprof", "127.0.0.1:6060"}, ""},
+		{"serve", []string{"--pprof", "0.0.0.0:6060"}, "--pprof: 0.0.0.0:6060 is reachable beyond this machine, and the profiler checks no token"},
+		{"serve", []string{"--pprof", ":6060"}, "--pprof: :6060 is reachable beyond this machine"},
+		{"serve", []string{"--pprof", "0.0.0.0:6060", "--token", "t"}, "--pprof: 0.0.0.0:6060 is reachable beyond this machine"},
+		{"stdio", []string{"--pprof", "10.0.0.1:6060"}, "--pprof: 10.0.0.1:6060 is reachable beyond this machine"},
+		{"serve", []string{"--pprof", "0.0.0.0:6060", "--insecure"}, ""},
+		{"serve", []string{"--pprof", "6060"}, `--pprof: want HOST:PORT, such as 127.0.0.1:6060; got "6060"`},
+	} {
+		_, err := load(c.mode, c.args, env(nil))
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s %v: %v; want it accepted", c.mode, c.args, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s %v: got %v, want %q", c.mode, c.args, err, c.want)
+		}
+	}
+	if _, err := load("serve", nil, env(map[string]string{"FABRIC_PPROF": "0.0.0.0:1"})); err == nil || !strings.Contains(err.Error(), "--pprof") {
+		t.Errorf("FABRIC_PPROF beyond loopback: got %v, want refused", err)
+	}
+}

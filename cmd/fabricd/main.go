@@ -109,6 +109,13 @@ func newLogger(cfg config, w io.Writer) zerolog.Logger {
 // stdin ends. listening, when not nil, is told the WebSocket address once the
 // listener is bound (fabricd demo listens on 127.0.0.1:0).
 func serve(ctx context.Context, mode string, cfg config, log zerolog.Logger, stdin io.Reader, stdout io.Writer, listening func(addr string)) error {
+	if cfg.Pprof != "" {
+		stop, err := servePprof(cfg.Pprof, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	m := metrics.New()
 	st, err := store.Open(ctx, cfg.Data, store.Options{Logger: log, OnCommit: m.StoreCommit})
 	if err != nil {
