@@ -41,6 +41,11 @@ type Scheduler struct {
 	// state is not announced yet: a task.wait for one of them needs no read
 	// of the store, since its end is announced with the record (wakeWaiters).
 	unfinished map[string]struct{}
+	// publishing holds, per task, an event on its way to the subscribers
+	// that the task's next event must follow: a task can be claimed (and
+	// its claim committed) before the event that made it waiting is
+	// published (holdEvents).
+	publishing map[string]chan struct{}
 	state      lifeState
 
 	depth [protocol.Critical + 1]atomic.Int64 // queued + retrying, by priority
@@ -127,6 +132,7 @@ func New(cfg Config) (*Scheduler, error) {
 		cancel:     map[string]bool{},
 		wait:       map[string][]*waiter{},
 		unfinished: map[string]struct{}{},
+		publishing: map[string]chan struct{}{},
 		wake:       make(chan struct{}, cfg.Workers),
 		stopping:   make(chan struct{}),
 		rng:        rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)),

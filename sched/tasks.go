@@ -41,13 +41,17 @@ func (s *Scheduler) Submit(ctx context.Context, p *protocol.SubmitParams, sink S
 		sub = s.subscribe(store.EventFilter{TaskIDs: []string{t.TaskID}}, sink)
 	}
 	// Marked unfinished before it exists, so that its end, however soon,
-	// comes after the mark.
+	// comes after the mark; and its first event is held, so that none of
+	// its later events goes out before it.
+	held := make(chan struct{})
 	s.mu.Lock()
 	s.unfinished[t.TaskID] = struct{}{}
+	s.publishing[t.TaskID] = held
 	s.mu.Unlock()
 	stored, ev, created, err := s.st.CreateTask(ctx, t)
 	if err != nil || !created {
 		s.forget(t.TaskID)
+		s.releaseEvents(t.TaskID, held)
 	}
 	if err != nil {
 		sub.Close()
@@ -70,6 +74,7 @@ func (s *Scheduler) Submit(ctx context.Context, p *protocol.SubmitParams, sink S
 	s.cfg.Metrics.TaskSubmitted(t.Priority.String(), t.Agent)
 	s.logFor(ctx).Debug().Str("task_id", t.TaskID).Str("agent", t.Agent).Str("priority", t.Priority.String()).Msg("task accepted")
 	s.publish(ev)
+	s.releaseEvents(t.TaskID, held)
 	s.poke()
 	return protocol.SubmitResult{TaskID: stored.TaskID, State: stored.State, Created: true}, sub, nil
 }
@@ -293,6 +298,36 @@ func (s *Scheduler) wakeWaiters(id string, t *protocol.Task) {
 	}
 }
 
+// holdEvents says that an event of task id is on its way to the
+// subscribers, and that the task's next events must wait for it
+// (afterEvents) until releaseEvents.
+func (s *Scheduler) holdEvents(id string) chan struct{} {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.publishing[id] = ch
+	s.mu.Unlock()
+	return ch
+}
+
+func (s *Scheduler) releaseEvents(id string, ch chan struct{}) {
+	s.mu.Lock()
+	if s.publishing[id] == ch {
+		delete(s.publishing, id)
+	}
+	s.mu.Unlock()
+	close(ch)
+}
+
+// afterEvents waits until the held event of task id, if any, is published.
+func (s *Scheduler) afterEvents(id string) {
+	s.mu.Lock()
+	ch := s.publishing[id]
+	s.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
+}
+
 // forget drops a task from the unfinished set without waking its waiters:
 // its end will not be announced (it was not stored, or its outcome could not
 // be), so a later Wait reads the store.
@@ -350,6 +385,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) (protocol.Task, error
 // failWaiting fails a queued or retrying task without running it.
 func (s *Scheduler) failWaiting(ctx context.Context, t store.TaskRecord, terr *protocol.TaskError) {
 	prev := t.State
+	s.afterEvents(t.TaskID)
 	now := s.now().UTC()
 	t.State, t.Error = protocol.StateFailed, terr
 	t.FinishedAt, t.NextAttemptAt = &now, nil

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"math"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +19,13 @@ import (
 // runningTask is a task on a worker.
 type runningTask struct {
 	cancel context.CancelCauseFunc
+	// announced is closed once the task's "running" event is published
+	// (or known never to be): no progress event goes out before it, nor
+	// the running event of the worker's next task.
+	announced chan struct{}
+	prev      chan struct{} // announced of the worker's previous task
+	// ended carries the end of the run from the worker to follow.
+	ended chan ending
 
 	mu       sync.Mutex // orders progress events before the final one
 	progress float64    // latest reported, guarded by mu
@@ -26,16 +34,28 @@ type runningTask struct {
 	rec      *store.TaskRecord
 }
 
+// ending is how a run ended: its outcome to record, or a shutdown that
+// puts the task back in the queue.
+type ending struct {
+	rec     store.TaskRecord // the task with the attempt's outcome
+	out     executor.Outcome
+	requeue bool
+}
+
+// errClaimLost stops a run whose claim did not reach the store.
+var errClaimLost = errors.New("the task's claim was not recorded")
+
 func (s *Scheduler) worker(id int) {
 	defer s.wg.Done()
 	ctx := context.Background()
+	var last chan struct{} // the previous task's announced
 	for {
 		select {
 		case <-s.stopping:
 			return
 		default:
 		}
-		t, ev, ok, err := s.st.Claim(ctx, s.now())
+		t, started, ok, err := s.st.Claim(ctx, s.now())
 		if err != nil {
 			s.storeFailed(err)
 			if !s.idle(ctx, time.Second) {
@@ -54,7 +74,7 @@ func (s *Scheduler) worker(id int) {
 			continue
 		}
 		s.depth[t.Priority].Add(-1)
-		s.runTask(ctx, t, ev)
+		last = s.runTask(ctx, t, started, last)
 	}
 }
 
@@ -72,22 +92,21 @@ func (s *Scheduler) idle(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// runTask runs a claimed task; started is its "running" event, published
-// once the run is registered, so that whoever hears of it can cancel it and
-// counts it as running.
-func (s *Scheduler) runTask(ctx context.Context, t store.TaskRecord, started protocol.TaskEvent) {
+// runTask runs a claimed task. The claim may not be committed yet (the
+// store says so through started): the run goes ahead meanwhile, and follow
+// announces the task as running once the claim is durable, after the
+// worker's previous task (prev), then records the run's outcome. The worker
+// never waits for a commit: it goes on to claim its next task while the
+// store's writer commits this one's writes with others. runTask returns the
+// task's announced.
+func (s *Scheduler) runTask(ctx context.Context, t store.TaskRecord, started *store.Pending, prev chan struct{}) chan struct{} {
 	log := s.log.With().Str("task_id", t.TaskID).Str("agent", t.Agent).Int("attempt", t.Attempt).Logger()
-	e := s.acquire(t.Agent)
-	if e == nil {
-		s.publish(started)
-		s.finish(ctx, &t, nil, executor.Outcome{Err: protocol.NewTaskError(protocol.CodeAgentMissing, "agent %q is not registered", t.Agent)})
-		return
-	}
-	defer s.release(e)
-
 	runCtx, cancel := context.WithCancelCause(s.runCtx)
 	defer cancel(nil)
-	rt := &runningTask{cancel: cancel, rec: &t, progress: -1, sent: -1}
+	rt := &runningTask{cancel: cancel, rec: &t, progress: -1, sent: -1,
+		announced: make(chan struct{}), prev: prev, ended: make(chan ending, 1)}
+	// Registered before it is announced, so that whoever hears of it can
+	// cancel it.
 	s.mu.Lock()
 	s.run[t.TaskID] = rt
 	if s.cancel[t.TaskID] {
@@ -95,9 +114,47 @@ func (s *Scheduler) runTask(ctx context.Context, t store.TaskRecord, started pro
 		cancel(errCancel)
 	}
 	s.mu.Unlock()
-	e.stats.started()
-	s.publish(started)
+	s.wg.Add(1)
+	go s.follow(ctx, rt, started)
 
+	var out executor.Outcome
+	if e := s.acquire(t.Agent); e == nil {
+		out = executor.Outcome{Err: protocol.NewTaskError(protocol.CodeAgentMissing, "agent %q is not registered", t.Agent)}
+	} else {
+		e.stats.started()
+		out = s.execute(runCtx, e, &t, rt)
+		s.release(e)
+	}
+
+	s.mu.Lock()
+	delete(s.run, t.TaskID)
+	delete(s.cancel, t.TaskID)
+	s.mu.Unlock()
+
+	switch cause := context.Cause(runCtx); {
+	case errors.Is(cause, errClaimLost):
+		return rt.announced // follow records nothing
+	case errors.Is(cause, errShutdown):
+		rt.ended <- ending{requeue: true}
+		return rt.announced
+	case errors.Is(cause, errCancel):
+		out.Err = protocol.NewTaskError(protocol.CodeCancelled, "cancelled by task.cancel while running")
+	}
+	// No progress event is stored after this: the final event is last.
+	rt.mu.Lock()
+	rt.done = true
+	rt.mu.Unlock()
+	rt.ended <- ending{rec: s.outcome(t, out), out: out}
+	if out.Err != nil {
+		log.Info().Str("code", out.Err.Code).Str("error", out.Err.Message).Msg("task attempt failed")
+	} else {
+		log.Debug().Dur("duration", out.Duration).Msg("task succeeded")
+	}
+	return rt.announced
+}
+
+// execute runs the guest of a task and counts the attempt.
+func (s *Scheduler) execute(ctx context.Context, e *agentEntry, t *store.TaskRecord, rt *runningTask) executor.Outcome {
 	inv := executor.Invocation{
 		TaskID:           t.TaskID,
 		Input:            t.Input,
@@ -115,11 +172,10 @@ func (s *Scheduler) runTask(ctx context.Context, t store.TaskRecord, started pro
 	if t.Quota.Fuel != nil {
 		inv.Fuel = *t.Quota.Fuel
 	}
-	log.Debug().Msg("task started")
 	if t.Attempt == 1 && t.StartedAt != nil {
 		s.cfg.Metrics.QueueWait(t.Priority.String(), t.StartedAt.Sub(t.CreatedAt))
 	}
-	out := s.invoke(runCtx, e.mod, inv)
+	out := s.invoke(ctx, e.mod, inv)
 	code := ""
 	if out.Err != nil {
 		code = out.Err.Code
@@ -128,25 +184,67 @@ func (s *Scheduler) runTask(ctx context.Context, t store.TaskRecord, started pro
 	if out.Instantiate > 0 {
 		s.cfg.Metrics.Instantiated(out.Instantiate)
 	}
+	return out
+}
 
-	s.mu.Lock()
-	delete(s.run, t.TaskID)
-	delete(s.cancel, t.TaskID)
-	s.mu.Unlock()
+// follow announces a claimed task and records how its run ended, in the
+// store's order: the "running" event once the claim is durable, then the
+// outcome, written after the claim and announced (event, waiters, KPIs)
+// once durable. A crash before the outcome commits runs the task again, as
+// for any task left running.
+func (s *Scheduler) follow(ctx context.Context, rt *runningTask, started *store.Pending) {
+	defer s.wg.Done()
+	id := rt.rec.TaskID
+	ev, err := started.Wait()
+	if rt.prev != nil {
+		<-rt.prev
+	}
+	if err != nil {
+		// Not ours to run: the store holds the task as before the claim
+		// (it runs again), or as a write ordered before it left it.
+		rt.mu.Lock()
+		rt.done = true
+		rt.mu.Unlock()
+		rt.cancel(errClaimLost)
+		close(rt.announced)
+		if !errors.Is(err, store.ErrStateChanged) && !errors.Is(err, store.ErrNotFound) {
+			s.depth[rt.rec.Priority].Add(1)
+			s.poke()
+		}
+		s.storeFailed(fmt.Errorf("claiming task %s: %w", id, err))
+		return
+	}
+	s.afterEvents(id) // what made it waiting goes out first
+	s.publish(ev)
+	close(rt.announced)
 
-	switch cause := context.Cause(runCtx); {
-	case errors.Is(cause, errShutdown):
+	end := <-rt.ended
+	if end.requeue {
 		s.requeue(ctx, rt)
 		return
-	case errors.Is(cause, errCancel):
-		out.Err = protocol.NewTaskError(protocol.CodeCancelled, "cancelled by task.cancel while running")
 	}
-	s.finish(ctx, &t, rt, out)
-	if out.Err != nil {
-		log.Info().Str("code", out.Err.Code).Str("error", out.Err.Message).Str("state", string(t.State)).Msg("task attempt failed")
-	} else {
-		log.Debug().Dur("duration", out.Duration).Msg("task succeeded")
+	rec := end.rec
+	var held chan struct{}
+	if rec.State == protocol.StateRetrying {
+		// The retry can be claimed as soon as it is written.
+		held = s.holdEvents(id)
+		defer s.releaseEvents(id, held)
 	}
+	ev, err = s.st.UpdateTask(ctx, rec, protocol.StateRunning)
+	if err != nil {
+		s.forget(id)
+		s.storeFailed(fmt.Errorf("recording the outcome of task %s: %w", id, err))
+		return
+	}
+	if rec.State == protocol.StateRetrying {
+		s.depth[rec.Priority].Add(1)
+		s.poke() // an idle worker re-arms its timer for the retry
+	}
+	s.finished(&rec, &end.out)
+	if rec.State.Terminal() {
+		s.wakeWaiters(id, &rec.Task)
+	}
+	s.publish(ev)
 }
 
 // invoke runs the guest; a panic on our side of the call becomes the task's
@@ -175,9 +273,9 @@ func seedFor(taskID string, attempt int) int64 {
 	return int64(h.Sum64() & math.MaxInt64)
 }
 
-// finish records an attempt's outcome: success, a retry after backoff, or
-// failure.
-func (s *Scheduler) finish(ctx context.Context, t *store.TaskRecord, rt *runningTask, out executor.Outcome) {
+// outcome is the task t after an attempt that ended with out: succeeded,
+// retrying after backoff, or failed.
+func (s *Scheduler) outcome(t store.TaskRecord, out executor.Outcome) store.TaskRecord {
 	now := s.now().UTC()
 	res := &protocol.ExecutionResult{
 		Usage:         out.Usage,
@@ -195,6 +293,7 @@ func (s *Scheduler) finish(ctx context.Context, t *store.TaskRecord, rt *running
 	res.SetOutput(out.Output)
 	t.Result = res
 	t.Error = out.Err
+	t.AttemptErrors = slices.Clone(t.AttemptErrors)
 	switch {
 	case out.Err == nil:
 		t.State = protocol.StateSucceeded
@@ -212,37 +311,7 @@ func (s *Scheduler) finish(ctx context.Context, t *store.TaskRecord, rt *running
 		}
 		t.FinishedAt, t.NextAttemptAt = &now, nil
 	}
-	if rt != nil {
-		// No progress event is stored after this: the final event is last.
-		rt.mu.Lock()
-		rt.done = true
-		rt.mu.Unlock()
-	}
-	// The worker does not wait for the outcome's commit: it goes on to claim
-	// its next task while the store's writer commits this one together
-	// with other writes. Nothing is announced (event, waiters, KPIs) until
-	// the commit is durable; a crash before it runs the task again, as for
-	// any task left running.
-	rec := *t
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ev, err := s.st.UpdateTask(ctx, rec, protocol.StateRunning)
-		if err != nil {
-			s.forget(rec.TaskID)
-			s.storeFailed(fmt.Errorf("recording the outcome of task %s: %w", rec.TaskID, err))
-			return
-		}
-		if rec.State == protocol.StateRetrying {
-			s.depth[rec.Priority].Add(1)
-			s.poke() // an idle worker re-arms its timer for the retry
-		}
-		s.finished(&rec, &out)
-		if rec.State.Terminal() {
-			s.wakeWaiters(rec.TaskID, &rec.Task)
-		}
-		s.publish(ev)
-	}()
+	return t
 }
 
 // requeue puts a task stopped by shutdown back in the queue.
@@ -314,6 +383,11 @@ func (s *Scheduler) progressLoop() {
 }
 
 func (s *Scheduler) flushProgress(ctx context.Context, rt *runningTask) {
+	select {
+	case <-rt.announced:
+	default:
+		return // progress goes out after the running event
+	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.done || rt.progress < 0 || rt.progress == rt.sent {

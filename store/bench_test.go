@@ -141,9 +141,14 @@ func BenchmarkClaimUpdate(b *testing.B) {
 				cpu := startCPU()
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						tr, _, ok, err := s.Claim(ctx, now)
+						tr, started, ok, err := s.Claim(ctx, now)
 						if err != nil || !ok {
 							b.Errorf("Claim: ok=%v err=%v", ok, err)
+							return
+						}
+						// As the scheduler does: the outcome after the claim's commit.
+						if _, err := started.Wait(); err != nil {
+							b.Error(err)
 							return
 						}
 						tr.State = protocol.StateQueued

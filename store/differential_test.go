@@ -150,7 +150,11 @@ func (d *diff) step(i int) {
 		})
 	case op < 50: // claim
 		d.same(what+" claim", func(s store.Store) any {
-			got, ev, ok, err := s.Claim(ctx, now)
+			got, started, ok, err := s.Claim(ctx, now)
+			var ev protocol.TaskEvent
+			if ok {
+				ev, err = started.Wait()
+			}
 			return []any{got, ev, ok, errKind(err)}
 		})
 	case op < 75: // finish, retry or requeue a running task

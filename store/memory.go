@@ -123,7 +123,7 @@ func (m *Memory) CreateTask(ctx context.Context, t TaskRecord) (TaskRecord, prot
 	if rec.IdempotencyKey != "" {
 		m.byKey[rec.IdempotencyKey] = &rec
 	}
-	m.queue.put(rec.TaskID, rec.Agent, rec.Priority, rec.QueueSeq, rec.ReadyAt)
+	m.queue.put(rec.TaskID, rec.Agent, rec.Priority, rec.QueueSeq, rec.ReadyAt, nil)
 	ev := m.appendEvent(&rec, rec.CreatedAt)
 	return t, ev, true, nil
 }
@@ -161,7 +161,7 @@ func (m *Memory) UpdateTask(ctx context.Context, t TaskRecord, expect protocol.S
 	}
 	applyUpdate(rec, &t)
 	if waiting(rec.State) {
-		m.queue.put(rec.TaskID, rec.Agent, rec.Priority, rec.QueueSeq, rec.ReadyAt)
+		m.queue.put(rec.TaskID, rec.Agent, rec.Priority, rec.QueueSeq, rec.ReadyAt, nil)
 	} else {
 		m.queue.remove(rec.TaskID)
 	}
@@ -229,20 +229,20 @@ func (m *Memory) ListTasks(ctx context.Context, f TaskFilter) ([]TaskRecord, str
 	return out, "", nil
 }
 
-func (m *Memory) Claim(ctx context.Context, now time.Time) (TaskRecord, protocol.TaskEvent, bool, error) {
+func (m *Memory) Claim(ctx context.Context, now time.Time) (TaskRecord, *Pending, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return TaskRecord{}, protocol.TaskEvent{}, false, ErrClosed
+		return TaskRecord{}, nil, false, ErrClosed
 	}
 	e, ok := m.queue.pop(now)
 	if !ok {
-		return TaskRecord{}, protocol.TaskEvent{}, false, nil
+		return TaskRecord{}, nil, false, nil
 	}
 	rec := m.tasks[e.id]
 	claimed(rec, now)
 	ev := m.appendEvent(rec, now)
-	return cloneTask(rec), ev, true, nil
+	return cloneTask(rec), donePending(ev, nil), true, nil
 }
 
 func (m *Memory) NextReadyAt(ctx context.Context, now time.Time) (time.Time, bool, error) {
@@ -345,7 +345,7 @@ func (m *Memory) Recover(ctx context.Context, now time.Time) ([]TaskRecord, erro
 			continue
 		}
 		requeued(rec)
-		m.queue.put(rec.TaskID, rec.Agent, rec.Priority, rec.QueueSeq, rec.ReadyAt)
+		m.queue.put(rec.TaskID, rec.Agent, rec.Priority, rec.QueueSeq, rec.ReadyAt, nil)
 		m.appendEvent(rec, now)
 		out = append(out, cloneTask(rec))
 	}

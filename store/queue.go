@@ -17,12 +17,18 @@ import (
 // clock that does not go backwards each sync only moves the tasks that became
 // runnable, and a clock that does go backwards (tests inject clocks) is still
 // answered exactly, by one pass over ready.
+//
+// An entry may carry its task's whole record (SQLite keeps the records of the
+// tasks it was handed, so that a claim needs no read); recBytes counts them
+// against recLimit, past which entries are put without one.
 type waitQueue struct {
-	byID   map[string]*qentry
-	ready  qheap
-	later  qheap
-	synced time.Time
-	depth  [protocol.Critical + 1]int
+	byID     map[string]*qentry
+	ready    qheap
+	later    qheap
+	synced   time.Time
+	depth    [protocol.Critical + 1]int
+	recBytes int
+	recLimit int
 }
 
 type qentry struct {
@@ -33,6 +39,7 @@ type qentry struct {
 	at    time.Time // ReadyAt; zero means at once
 	idx   int       // position in its heap
 	later bool      // which heap holds it
+	rec   *TaskRecord
 }
 
 func newWaitQueue() *waitQueue {
@@ -52,12 +59,24 @@ func newWaitQueue() *waitQueue {
 	return q
 }
 
-// put adds or replaces the entry of a waiting task.
-func (q *waitQueue) put(id, agent string, prio protocol.Priority, seq int64, at time.Time) {
+// put adds or replaces the entry of a waiting task. rec, if not nil, is the
+// task's record, kept with the entry while recLimit allows; the queue owns it.
+func (q *waitQueue) put(id, agent string, prio protocol.Priority, seq int64, at time.Time, rec *TaskRecord) {
 	q.remove(id)
 	e := &qentry{id: id, agent: agent, prio: prio, seq: seq, at: at}
-	q.byID[id] = e
-	q.depth[clampPrio(prio)]++
+	if rec != nil {
+		if n := recSize(rec); q.recBytes+n <= q.recLimit {
+			e.rec = rec
+			q.recBytes += n
+		}
+	}
+	q.insert(e)
+}
+
+// insert adds an entry that is in no heap.
+func (q *waitQueue) insert(e *qentry) {
+	q.byID[e.id] = e
+	q.depth[clampPrio(e.prio)]++
 	if q.runnable(e, q.synced) {
 		q.ready.push(e)
 	} else {
@@ -68,9 +87,18 @@ func (q *waitQueue) put(id, agent string, prio protocol.Priority, seq int64, at 
 
 // remove drops a task's entry, if it has one.
 func (q *waitQueue) remove(id string) {
+	if e := q.take(id); e != nil {
+		q.drop(e)
+	}
+}
+
+// take removes a task's entry and returns it, record and all (nil if
+// there is none); restore puts it back as it was. The entry's record stays
+// counted in recBytes until it is restored or dropped (drop).
+func (q *waitQueue) take(id string) *qentry {
 	e := q.byID[id]
 	if e == nil {
-		return
+		return nil
 	}
 	delete(q.byID, id)
 	q.depth[clampPrio(e.prio)]--
@@ -79,6 +107,34 @@ func (q *waitQueue) remove(id string) {
 	} else {
 		q.ready.remove(e)
 	}
+	return e
+}
+
+// restore puts back an entry that take or pop returned, unless the task
+// has an entry again meanwhile.
+func (q *waitQueue) restore(e *qentry) {
+	if q.byID[e.id] != nil {
+		q.drop(e)
+		return
+	}
+	e.later = false
+	q.insert(e)
+}
+
+// drop forgets the record of an entry that take or pop returned.
+func (q *waitQueue) drop(e *qentry) {
+	if e.rec != nil {
+		q.recBytes -= recSize(e.rec)
+	}
+}
+
+// recSize estimates the memory a kept record holds.
+func recSize(r *TaskRecord) int {
+	n := 512 + len(r.Input) + len(r.TaskID) + len(r.Agent) + len(r.IdempotencyKey) + len(r.ParamsHash)
+	for k, v := range r.Labels {
+		n += 48 + len(k) + len(v)
+	}
+	return n
 }
 
 func (q *waitQueue) runnable(e *qentry, now time.Time) bool {
@@ -111,7 +167,8 @@ func (q *waitQueue) sync(now time.Time) {
 }
 
 // pop removes and returns the next runnable task at now: the highest
-// priority, then the lowest QueueSeq.
+// priority, then the lowest QueueSeq. Its record, if any, stays counted
+// until the caller drops or restores the entry.
 func (q *waitQueue) pop(now time.Time) (*qentry, bool) {
 	q.sync(now)
 	if len(q.ready.es) == 0 {

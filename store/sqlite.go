@@ -302,20 +302,27 @@ func (s *SQLite) write(ctx context.Context, fn func(w *writer) error) error {
 
 // send is write for a caller that has entered already.
 func (s *SQLite) send(ctx context.Context, fn func(w *writer) error) error {
-	o := opPool.Get().(*writeOp)
-	o.ctx, o.run, o.err = ctx, fn, nil
-	select {
-	case s.w.reqs <- o:
-	case <-ctx.Done():
-		o.ctx, o.run = nil, nil
-		opPool.Put(o)
-		return ctx.Err()
+	return s.sendTaking(ctx, "", fn)
+}
+
+// sendTaking is send for a write that changes a task that may be waiting:
+// the task's queue entry (if any) is taken as the write is handed over, so
+// that no claim ordered after the write takes the task (the write's run
+// finds the entry in w.cur.took).
+func (s *SQLite) sendTaking(ctx context.Context, id string, fn func(w *writer) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	<-o.done
-	err := o.err
-	o.ctx, o.run, o.err = nil, nil, nil
-	opPool.Put(o)
-	return err
+	w := s.w
+	o := getOp(ctx, fn)
+	w.qmu.Lock()
+	if id != "" {
+		o.took = w.queue.take(id)
+	}
+	w.hand(o)
+	w.qmu.Unlock()
+	w.poke()
+	return w.await(o)
 }
 
 // withInput decodes a row read from taskCols, adding its input from

@@ -122,13 +122,18 @@ func (s *SQLite) CreateTask(ctx context.Context, t TaskRecord) (TaskRecord, prot
 	if err != nil {
 		return TaskRecord{}, protocol.TaskEvent{}, false, err
 	}
+	// The record a claim will need, as a read would return it.
+	rec, err := recordOf(args, t.Input)
+	if err != nil {
+		return TaskRecord{}, protocol.TaskEvent{}, false, err
+	}
 	if err := s.enter(); err != nil {
 		return TaskRecord{}, protocol.TaskEvent{}, false, err
 	}
 	defer s.life.RUnlock()
 	var found *taskRow
 	err = s.send(ctx, func(w *writer) (err error) {
-		found, err = w.createTask(&t, args, &ev, payload)
+		found, err = w.createTask(&t, args, &ev, payload, rec)
 		return err
 	})
 	if err != nil {
@@ -154,7 +159,15 @@ func (s *SQLite) UpdateTask(ctx context.Context, t TaskRecord, expect protocol.S
 	if err != nil {
 		return protocol.TaskEvent{}, err
 	}
-	err = s.write(ctx, func(w *writer) error { return w.updateTask(&t, expect, &m, &ev, payload) })
+	if err := s.enter(); err != nil {
+		return protocol.TaskEvent{}, err
+	}
+	defer s.life.RUnlock()
+	take := ""
+	if waiting(expect) {
+		take = t.TaskID
+	}
+	err = s.sendTaking(ctx, take, func(w *writer) error { return w.updateTask(&t, expect, &m, &ev, payload, w.cur.took) })
 	if err != nil {
 		return protocol.TaskEvent{}, err
 	}
@@ -254,30 +267,68 @@ func (s *SQLite) ListTasks(ctx context.Context, f TaskFilter) ([]TaskRecord, str
 	return out, next, nil
 }
 
-func (s *SQLite) Claim(ctx context.Context, now time.Time) (TaskRecord, protocol.TaskEvent, bool, error) {
+// Claim takes the next task from the in-memory queue and hands the write
+// that records the claim to the writer in the same step (sendTaking says
+// why). When the queue kept the task's record, as it does for tasks created
+// by this process, Claim returns at once and started reports the commit:
+// the caller runs the task while its claim is committed with other writes.
+// Otherwise the claim's write reads the record and Claim waits for its
+// commit.
+//
+// Running a task before its claim is durable is safe: until the claim
+// commits, the file says the task is waiting, which after a crash is what
+// Recover would make of a running task anyway; the only difference is that
+// the interrupted attempt is not counted. The outcome of the run is written
+// after the claim (the caller waits for started), so no outcome is ever
+// stored for a claim that is not.
+func (s *SQLite) Claim(ctx context.Context, now time.Time) (TaskRecord, *Pending, bool, error) {
 	if err := s.enter(); err != nil {
-		return TaskRecord{}, protocol.TaskEvent{}, false, err
+		return TaskRecord{}, nil, false, err
 	}
 	defer s.life.RUnlock()
-	s.w.qmu.Lock()
-	runnable := s.w.queue.hasRunnable(now)
-	s.w.qmu.Unlock()
-	if !runnable {
-		return TaskRecord{}, protocol.TaskEvent{}, false, nil
+	w := s.w
+	w.qmu.Lock()
+	e, ok := w.queue.pop(now)
+	if !ok {
+		w.qmu.Unlock()
+		return TaskRecord{}, nil, false, nil
+	}
+	if t := e.rec; t != nil {
+		w.queue.drop(e)
+		e.rec = nil
+		attempt := t.Attempt
+		claimed(t, fromNanos(toNanos(now)))
+		p := newPending()
+		p.ev = protocol.TaskEvent{TaskID: t.TaskID, Agent: t.Agent, State: protocol.StateRunning, Attempt: t.Attempt, At: now}
+		payload, err := encodeEvent(&p.ev)
+		if err != nil {
+			w.queue.restore(e)
+			w.qmu.Unlock()
+			return TaskRecord{}, nil, false, err
+		}
+		o := getOp(context.Background(), func(w *writer) error { return w.claimKnown(e, attempt, now, &p.ev, payload) })
+		o.pend, o.took = p, e
+		w.hand(o)
+		w.qmu.Unlock()
+		w.poke()
+		return *t, p, true, nil
 	}
 	var row taskRow
 	var ev protocol.TaskEvent
-	var ok bool
-	err := s.send(ctx, func(w *writer) (err error) {
-		row, ev, ok, err = w.claim(now)
+	o := getOp(context.Background(), func(w *writer) (err error) {
+		row, ev, err = w.claimRead(e, now)
 		return err
 	})
-	if err != nil || !ok {
-		return TaskRecord{}, protocol.TaskEvent{}, false, err
+	o.took = e
+	w.hand(o)
+	w.qmu.Unlock()
+	w.poke()
+	if err := w.await(o); err != nil {
+		return TaskRecord{}, nil, false, err
 	}
 	// The claim is committed: the task must reach the caller, whatever ctx.
 	t, err := s.withInput(context.WithoutCancel(ctx), &row)
-	return t, ev, true, err
+	return t, donePending(ev, nil), true, err
 }
 
 // NextReadyAt and QueueDepth read the in-memory queue, which runs ahead of

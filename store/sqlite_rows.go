@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -136,6 +137,51 @@ func insertArgs(t *TaskRecord) ([]any, error) {
 	return []any{nil, t.TaskID, t.Agent, int64(t.Priority), string(t.State), t.Attempt, t.MaxRetries, t.TimeoutMs,
 		toNanos(t.CreatedAt), mut.started, mut.finished, mut.next, mut.readyAt, key, t.ParamsHash,
 		t.InputIsJSON, backoff, quota, mut.labels, mut.result, mut.terr, mut.attemptErrs, input}, nil
+}
+
+// keepInput is the largest input whose record the queue keeps for a
+// claim; a task with a larger one is read back when claimed.
+const keepInput = 64 << 10
+
+// recordOf returns the record a read of the row inserted with args (from
+// insertArgs) returns, input included, decoded the same way; nil if the
+// input is too large to keep.
+func recordOf(args []any, input []byte) (*TaskRecord, error) {
+	if len(input) > keepInput {
+		return nil, nil
+	}
+	r := taskRow{
+		id: args[1].(string), agent: args[2].(string), prio: args[3].(int64), state: args[4].(string),
+		attempt: int64(args[5].(int)), maxRetries: int64(args[6].(int)), timeout: args[7].(int64),
+		created: args[8].(int64), started: nullInt(args[9]), finished: nullInt(args[10]), next: nullInt(args[11]),
+		readyAt: args[12].(int64), paramsHash: args[14].(string), inputIsJSON: args[15].(bool),
+		backoff: textOf(args[16]), quota: textOf(args[17]), labels: textOf(args[18]),
+		result: textOf(args[19]), terr: textOf(args[20]), attemptErrs: textOf(args[21]),
+	}
+	if k, ok := args[13].(string); ok {
+		r.key = sql.NullString{String: k, Valid: true}
+	}
+	t, err := r.decode()
+	if err != nil {
+		return nil, err
+	}
+	if len(input) > 0 { // SQLite reads an empty blob back as nil
+		t.Input = bytes.Clone(input)
+	}
+	return &t, nil
+}
+
+func nullInt(v any) sql.NullInt64 {
+	n, ok := v.(int64)
+	return sql.NullInt64{Int64: n, Valid: ok}
+}
+
+func textOf(v any) []byte {
+	s, _ := v.(string)
+	if s == "" {
+		return nil
+	}
+	return []byte(s)
 }
 
 // nonNilBytes makes an empty blob of nil: NULL would say "kept apart".

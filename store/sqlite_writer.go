@@ -19,21 +19,24 @@ import (
 )
 
 // writer is the single goroutine that writes fabric.db. Callers hand it
-// writeOps; it takes one, drains whatever else is waiting (up to maxBatch),
-// runs them all in one transaction and commits once: group commit. Many
-// concurrent writes share one fsync, and since one goroutine assigns event
-// seqs and QueueSeqs, they grow in commit order.
+// writeOps by appending them to pending, in order; it takes everything
+// pending (up to maxBatch), runs it in one transaction and commits once:
+// group commit. Many concurrent writes share one fsync, and since one
+// goroutine assigns event seqs and QueueSeqs, they grow in commit order.
 //
 // The writer owns the in-memory state that mirrors the file: the next seqs
-// and the queue of waiting tasks. Ops change it as they run, inside the
-// batch, so that a Claim sees a task created earlier in the same batch and
-// two Claims never take one task; if the batch does not commit, the state is
-// reloaded from the file.
+// and the queue of waiting tasks. Ops that add to the queue do so as they
+// run, inside the batch. Ops that take a task out of it (a claim, an update
+// of a waiting task) take it when they are handed over, under qmu, in the
+// same step that orders them: so no claim takes a task that an earlier
+// write is changing, and a claim need not wait for its commit to know
+// which task is its own (SQLite.Claim). If a batch does not commit, the
+// state is reloaded from the file, less the tasks that pending writes took.
 type writer struct {
 	conn     *sql.Conn
 	log      zerolog.Logger
 	maxBatch int
-	reqs     chan *writeOp
+	wake     chan struct{} // a write was handed over; capacity 1
 	quit     chan struct{}
 	done     chan struct{}
 
@@ -49,15 +52,17 @@ type writer struct {
 	onCommit  func(time.Duration, int)
 	writes    atomic.Int64 // writes committed in them
 
-	qmu   sync.Mutex // guards queue, for the readers of QueueDepth and NextReadyAt
-	queue *waitQueue
+	qmu     sync.Mutex // guards queue and pending
+	queue   *waitQueue
+	pending []*writeOp // handed over, not yet taken, in order
 
-	broken error // set when the file and memory could not be reconciled
+	cur    *writeOp // the op running, on the writer goroutine
+	broken error    // set when the file and memory could not be reconciled
 }
 
 type writerStmts struct {
-	insertTask, insertInput, insertEvent, taskByKey, updateTask, taskState, claim *sql.Stmt
-	progressOf, requeue, putAgent, deleteAgent, setMeta                           *sql.Stmt
+	insertTask, insertInput, insertEvent, taskByKey, updateTask, taskState, claim, claimKnown *sql.Stmt
+	progressOf, requeue, putAgent, deleteAgent, setMeta                                       *sql.Stmt
 }
 
 // writeOp is one caller's write. run executes inside the batch's
@@ -67,7 +72,9 @@ type writeOp struct {
 	ctx  context.Context
 	run  func(w *writer) error
 	err  error
-	done chan struct{}
+	done chan struct{} // signalled once the op's batch ended, unless pend is set
+	pend *Pending      // an op nobody waits for: its end goes to pend
+	took *qentry       // the queue entry the op took when handed over
 }
 
 // abortBatch fails the whole batch: an op failed after writing part of its
@@ -86,8 +93,22 @@ func abort(err error) error {
 
 var opPool = sync.Pool{New: func() any { return &writeOp{done: make(chan struct{}, 1)} }}
 
+func getOp(ctx context.Context, run func(w *writer) error) *writeOp {
+	o := opPool.Get().(*writeOp)
+	o.ctx, o.run = ctx, run
+	return o
+}
+
+func putOp(o *writeOp) {
+	o.ctx, o.run, o.err, o.pend, o.took = nil, nil, nil, nil, nil
+	opPool.Put(o)
+}
+
+// recCacheBytes bounds the records the queue keeps for claims (queue.go).
+const recCacheBytes = 32 << 20
+
 func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Logger, onCommit func(time.Duration, int)) (*writer, error) {
-	w := &writer{conn: conn, log: log, maxBatch: maxBatch, onCommit: onCommit, reqs: make(chan *writeOp), quit: make(chan struct{}), done: make(chan struct{})}
+	w := &writer{conn: conn, log: log, maxBatch: maxBatch, onCommit: onCommit, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	prep := func(dst **sql.Stmt, q string) error {
 		if *dst != nil {
 			return nil
@@ -114,6 +135,8 @@ func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Lo
 		{&w.stmts.taskState, `SELECT state FROM tasks WHERE task_id = ?`},
 		{&w.stmts.claim, `UPDATE tasks SET state = 'running', attempt = attempt + 1, started_at = ?, ready_at = 0,
 			next_attempt_at = NULL WHERE queue_seq = ? AND state IN ('queued', 'retrying') RETURNING ` + taskCols},
+		{&w.stmts.claimKnown, `UPDATE tasks SET state = 'running', attempt = attempt + 1, started_at = ?, ready_at = 0,
+			next_attempt_at = NULL WHERE queue_seq = ? AND attempt = ? AND state IN ('queued', 'retrying')`},
 		{&w.stmts.progressOf, `SELECT state, attempt, agent, queue_seq FROM tasks WHERE task_id = ?`},
 		{&w.stmts.requeue, `UPDATE tasks SET state = 'queued', ready_at = 0, next_attempt_at = NULL WHERE queue_seq = ? AND state = 'running'`},
 		{&w.stmts.putAgent, `INSERT OR REPLACE INTO agents (name, digest, abi, entry, size, capabilities, limits, registered_at, module)
@@ -126,7 +149,10 @@ func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Lo
 			return nil, err
 		}
 	}
-	if err := w.load(ctx); err != nil {
+	w.qmu.Lock()
+	err := w.load(ctx)
+	w.qmu.Unlock()
+	if err != nil {
 		w.closeStmts()
 		return nil, err
 	}
@@ -134,7 +160,8 @@ func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Lo
 	return w, nil
 }
 
-// load reads the state the writer mirrors from the file.
+// load reads the state the writer mirrors from the file, leaving out of the
+// queue the tasks that pending writes took. w.qmu is held.
 func (w *writer) load(ctx context.Context) error {
 	var maxSeq, maxQSeq, metaSeq, metaQSeq int64
 	err := w.conn.QueryRowContext(ctx, `SELECT
@@ -146,6 +173,7 @@ func (w *writer) load(ctx context.Context) error {
 		return fmt.Errorf("store: reading the last seqs: %w", err)
 	}
 	q := newWaitQueue()
+	q.recLimit = recCacheBytes
 	rows, err := w.conn.QueryContext(ctx, `SELECT task_id, agent, priority, queue_seq, ready_at FROM tasks
 		WHERE state IN ('queued', 'retrying')`)
 	if err != nil {
@@ -158,57 +186,91 @@ func (w *writer) load(ctx context.Context) error {
 		if err := rows.Scan(&id, &agent, &prio, &seq, &ready); err != nil {
 			return fmt.Errorf("store: reading the queue: %w", err)
 		}
-		q.put(id, agent, protocol.Priority(prio), seq, fromNanos(ready))
+		q.put(id, agent, protocol.Priority(prio), seq, fromNanos(ready), nil)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("store: reading the queue: %w", err)
 	}
+	for _, o := range w.pending {
+		if o.took != nil {
+			q.remove(o.took.id)
+		}
+	}
 	w.seq, w.metaSeq = max(maxSeq, metaSeq), metaSeq
 	w.queueSeq, w.metaQSeq = max(maxQSeq, metaQSeq), metaQSeq
 	w.committed.Store(w.seq)
-	w.qmu.Lock()
 	w.queue = q
-	w.qmu.Unlock()
 	return nil
+}
+
+// hand appends o to the pending writes; w.qmu is held. The caller pokes
+// the writer once it has let go of w.qmu.
+func (w *writer) hand(o *writeOp) { w.pending = append(w.pending, o) }
+
+func (w *writer) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// await waits for an op handed over without pend, and recycles it.
+func (w *writer) await(o *writeOp) error {
+	<-o.done
+	err := o.err
+	putOp(o)
+	return err
 }
 
 func (w *writer) loop() {
 	defer close(w.done)
 	batch := make([]*writeOp, 0, w.maxBatch)
 	for {
-		var first *writeOp
+		quit := false
 		select {
-		case first = <-w.reqs:
+		case <-w.wake:
 		case <-w.quit:
-			return
+			// Close waits for the calls in progress, but a claim's write
+			// may still be pending (nobody waits for it): commit it.
+			quit = true
 		}
-		batch = w.drain(append(batch[:0], first))
-		w.runBatch(batch)
-		for i := range batch {
-			batch[i].done <- struct{}{}
-			batch[i] = nil
+		for {
+			if batch = w.take(batch[:0]); len(batch) == 0 {
+				break
+			}
+			w.runBatch(batch)
+			for i, o := range batch {
+				if o.pend != nil {
+					o.pend.finish(o.err)
+					putOp(o)
+				} else {
+					o.done <- struct{}{}
+				}
+				batch[i] = nil
+			}
+		}
+		if quit {
+			return
 		}
 	}
 }
 
-// drain adds to batch the writes waiting to be taken. Callers woken by the
-// last commit may still be on their way, runnable but not yet run: yielding
-// the processor a few times lets them arrive and share this commit rather
-// than wait for the next one.
-func (w *writer) drain(batch []*writeOp) []*writeOp {
+// take moves the pending writes, up to maxBatch, to batch. Callers woken
+// by the last commit may still be on their way, runnable but not yet run:
+// yielding the processor a few times lets them arrive and share this commit
+// rather than wait for the next one.
+func (w *writer) take(batch []*writeOp) []*writeOp {
 	for round := 0; round < lingerRounds && len(batch) < w.maxBatch; round++ {
 		n := len(batch)
-	take:
-		for len(batch) < w.maxBatch {
-			select {
-			case o := <-w.reqs:
-				batch = append(batch, o)
-			default:
-				break take
-			}
-		}
-		if round > 0 && len(batch) == n {
-			break // nobody came during the yield
+		w.qmu.Lock()
+		k := min(len(w.pending), w.maxBatch-n)
+		batch = append(batch, w.pending[:k]...)
+		left := copy(w.pending, w.pending[k:])
+		clear(w.pending[left:])
+		w.pending = w.pending[:left]
+		w.qmu.Unlock()
+		if len(batch) == 0 || round > 0 && len(batch) == n {
+			break // nothing to do, or nobody came during the yield
 		}
 		runtime.Gosched()
 	}
@@ -238,6 +300,11 @@ func (w *writer) runBatch(batch []*writeOp) {
 	for _, o := range batch {
 		if err := o.ctx.Err(); err != nil {
 			o.err = err
+			if o.took != nil {
+				w.qmu.Lock()
+				w.queue.restore(o.took)
+				w.qmu.Unlock()
+			}
 			continue
 		}
 		o.err = w.runOp(o)
@@ -265,7 +332,10 @@ func (w *writer) runBatch(batch []*writeOp) {
 		return
 	}
 	// Nothing of the batch is durable: say so to every op and make memory
-	// match the file again.
+	// match the file again. No write is handed over meanwhile, so that
+	// none takes a task from the queue the failure made stale.
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
 	w.conn.ExecContext(bg, "ROLLBACK")
 	for _, o := range batch {
 		o.err = fmt.Errorf("store: write not committed: %w", failed)
@@ -280,7 +350,9 @@ func (w *writer) runBatch(batch []*writeOp) {
 // runOp runs one op; a panic in it fails the batch instead of killing the
 // writer, which every later write would wait for.
 func (w *writer) runOp(o *writeOp) (err error) {
+	w.cur = o
 	defer func() {
+		w.cur = nil
 		if p := recover(); p != nil {
 			err = abort(fmt.Errorf("panic in a store write: %v\n%s", p, debug.Stack()))
 		}
@@ -314,7 +386,7 @@ func (w *writer) stop() {
 
 func (w *writer) closeStmts() {
 	for _, s := range []*sql.Stmt{w.stmts.insertTask, w.stmts.insertInput, w.stmts.insertEvent, w.stmts.taskByKey, w.stmts.updateTask,
-		w.stmts.taskState, w.stmts.claim, w.stmts.progressOf, w.stmts.requeue, w.stmts.putAgent, w.stmts.deleteAgent, w.stmts.setMeta} {
+		w.stmts.taskState, w.stmts.claim, w.stmts.claimKnown, w.stmts.progressOf, w.stmts.requeue, w.stmts.putAgent, w.stmts.deleteAgent, w.stmts.setMeta} {
 		if s != nil {
 			s.Close()
 		}
@@ -333,21 +405,18 @@ func (w *writer) insertEvent(taskSeq int64, ev *protocol.TaskEvent, payload stri
 	return nil
 }
 
-func (w *writer) queuePut(id, agent string, prio protocol.Priority, seq int64, at time.Time) {
+func (w *writer) queuePut(id, agent string, prio protocol.Priority, seq int64, at time.Time, rec *TaskRecord) {
 	w.qmu.Lock()
-	w.queue.put(id, agent, prio, seq, at)
+	w.queue.put(id, agent, prio, seq, at, rec)
 	w.qmu.Unlock()
 }
 
-func (w *writer) queueRemove(id string) {
-	w.qmu.Lock()
-	w.queue.remove(id)
-	w.qmu.Unlock()
-}
 
 // The ops. Each takes its arguments encoded by the caller.
 
-func (w *writer) createTask(t *TaskRecord, args []any, ev *protocol.TaskEvent, payload string) (found *taskRow, err error) {
+// createTask inserts a task; rec, if not nil, is its record as a read
+// would return it, for the queue to keep.
+func (w *writer) createTask(t *TaskRecord, args []any, ev *protocol.TaskEvent, payload string, rec *TaskRecord) (found *taskRow, err error) {
 	if t.IdempotencyKey != "" {
 		r, err := scanTask(w.stmts.taskByKey.QueryRow(t.IdempotencyKey))
 		if err == nil {
@@ -374,25 +443,38 @@ func (w *writer) createTask(t *TaskRecord, args []any, ev *protocol.TaskEvent, p
 	if err := w.insertEvent(qseq, ev, payload); err != nil {
 		return nil, err
 	}
-	w.queuePut(t.TaskID, t.Agent, t.Priority, qseq, t.ReadyAt)
+	if rec != nil {
+		rec.QueueSeq = qseq
+	}
+	w.queuePut(t.TaskID, t.Agent, t.Priority, qseq, t.ReadyAt, rec)
 	return nil, nil
 }
 
-func (w *writer) updateTask(t *TaskRecord, expect protocol.State, m *mutable, ev *protocol.TaskEvent, payload string) error {
+// updateTask writes t if it is in state expect. When expect is a waiting
+// state, the task's queue entry was taken when the write was handed over
+// (took, nil if it had none): on failure it goes back if the file says the
+// task is waiting still.
+func (w *writer) updateTask(t *TaskRecord, expect protocol.State, m *mutable, ev *protocol.TaskEvent, payload string, took *qentry) error {
 	var qseq int64
 	var agent string
 	err := w.stmts.updateTask.QueryRow(int64(t.Priority), string(t.State), t.Attempt, t.MaxRetries, t.TimeoutMs,
 		m.started, m.finished, m.next, m.readyAt, m.labels, m.result, m.terr, m.attemptErrs, m.doneAt,
 		t.TaskID, string(expect)).Scan(&qseq, &agent)
 	if err == sql.ErrNoRows {
-		var got string
-		switch err := w.stmts.taskState.QueryRow(t.TaskID).Scan(&got); {
-		case err == sql.ErrNoRows:
-			return taskNotFound(t.TaskID)
-		case err != nil:
-			return fmt.Errorf("store: reading task %s: %w", t.TaskID, err)
+		got, err := w.stateOf(t.TaskID)
+		if took != nil {
+			w.qmu.Lock()
+			if err == nil && waiting(got) {
+				w.queue.restore(took)
+			} else {
+				w.queue.drop(took)
+			}
+			w.qmu.Unlock()
 		}
-		return stateChanged(t.TaskID, protocol.State(got), expect)
+		if err != nil {
+			return err
+		}
+		return stateChanged(t.TaskID, got, expect)
 	}
 	if err != nil {
 		// The statement is undone, but it may have run RETURNING's row:
@@ -403,35 +485,79 @@ func (w *writer) updateTask(t *TaskRecord, expect protocol.State, m *mutable, ev
 	if err := w.insertEvent(qseq, ev, payload); err != nil {
 		return err
 	}
-	if waiting(t.State) {
-		w.queuePut(t.TaskID, agent, t.Priority, qseq, t.ReadyAt)
-	} else {
-		w.queueRemove(t.TaskID)
+	w.qmu.Lock()
+	if took != nil {
+		w.queue.drop(took)
 	}
+	if waiting(t.State) {
+		w.queue.put(t.TaskID, agent, t.Priority, qseq, t.ReadyAt, nil)
+	} else if took == nil {
+		w.queue.remove(t.TaskID)
+	}
+	w.qmu.Unlock()
 	return nil
 }
 
-func (w *writer) claim(now time.Time) (row taskRow, ev protocol.TaskEvent, ok bool, err error) {
-	w.qmu.Lock()
-	e, ok := w.queue.pop(now)
-	w.qmu.Unlock()
-	if !ok {
-		return row, ev, false, nil
+// stateOf reads a task's state, or says that it does not exist.
+func (w *writer) stateOf(id string) (protocol.State, error) {
+	var got string
+	switch err := w.stmts.taskState.QueryRow(id).Scan(&got); {
+	case err == sql.ErrNoRows:
+		return "", taskNotFound(id)
+	case err != nil:
+		return "", fmt.Errorf("store: reading task %s: %w", id, err)
 	}
-	row, err = scanTask(w.stmts.claim.QueryRow(toNanos(now), e.seq))
+	return protocol.State(got), nil
+}
+
+// claimLost explains a claim that found its task no longer waiting: a
+// write ordered before the claim changed it (or the task's creation was
+// rolled back). That fails the claim alone. A task the file still says is
+// waiting means that memory and file disagree: reload both.
+func (w *writer) claimLost(e *qentry) error {
+	got, err := w.stateOf(e.id)
+	switch {
+	case err == nil && waiting(got):
+		return abort(fmt.Errorf("claiming task %s: the queue and the file disagree", e.id))
+	case err == nil:
+		return stateChanged(e.id, got, protocol.StateQueued)
+	case errors.Is(err, ErrNotFound):
+		return err
+	}
+	return abort(err)
+}
+
+// claimKnown records the claim of a task whose record the claimer had
+// (attempt is the attempt before the claim) and appends its event.
+func (w *writer) claimKnown(e *qentry, attempt int, now time.Time, ev *protocol.TaskEvent, payload string) error {
+	res, err := w.stmts.claimKnown.Exec(toNanos(now), e.seq, attempt)
 	if err != nil {
-		// Memory and file disagree (or the file failed): reload both.
-		return row, ev, false, abort(fmt.Errorf("claiming task %s: %w", e.id, err))
+		return abort(fmt.Errorf("claiming task %s: %w", e.id, err))
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return w.claimLost(e)
+	}
+	return w.insertEvent(e.seq, ev, payload)
+}
+
+// claimRead claims a task whose record must be read, and appends its event.
+func (w *writer) claimRead(e *qentry, now time.Time) (row taskRow, ev protocol.TaskEvent, err error) {
+	row, err = scanTask(w.stmts.claim.QueryRow(toNanos(now), e.seq))
+	if err == sql.ErrNoRows {
+		return row, ev, w.claimLost(e)
+	}
+	if err != nil {
+		return row, ev, abort(fmt.Errorf("claiming task %s: %w", e.id, err))
 	}
 	ev = protocol.TaskEvent{TaskID: row.id, Agent: row.agent, State: protocol.StateRunning, Attempt: int(row.attempt), At: now}
 	payload, err := encodeEvent(&ev)
 	if err != nil {
-		return row, ev, false, abort(err)
+		return row, ev, abort(err)
 	}
 	if err := w.insertEvent(row.queueSeq, &ev, payload); err != nil {
-		return row, ev, false, err
+		return row, ev, err
 	}
-	return row, ev, true, nil
+	return row, ev, nil
 }
 
 func (w *writer) appendProgress(taskID string, attempt int, progress float64, at time.Time) (protocol.TaskEvent, error) {
@@ -494,7 +620,7 @@ func (w *writer) recover(now time.Time) ([]taskRow, []protocol.TaskEvent, error)
 		if err := w.insertEvent(r.queueSeq, &ev, payload); err != nil {
 			return nil, nil, err
 		}
-		w.queuePut(r.id, r.agent, protocol.Priority(r.prio), r.queueSeq, time.Time{})
+		w.queuePut(r.id, r.agent, protocol.Priority(r.prio), r.queueSeq, time.Time{}, nil)
 		evs = append(evs, ev)
 	}
 	return running, evs, nil

@@ -108,7 +108,15 @@ type Store interface {
 	// tasks whose ReadyAt <= now, the highest priority, then the lowest
 	// QueueSeq. The task becomes running with Attempt+1, StartedAt now, and
 	// its event is appended. ok is false when nothing is runnable.
-	Claim(ctx context.Context, now time.Time) (t TaskRecord, ev protocol.TaskEvent, ok bool, err error)
+	//
+	// Claim may return before the claim is committed: the task is taken
+	// (no other Claim returns it, and a write for it made after Claim
+	// returns is ordered after the claim), and started reports the claim's
+	// commit: the "running" event with its Seq, or the error that kept the
+	// claim from the store. After such an error the task is not claimed
+	// (the store holds it as before, or as a write ordered before the claim
+	// left it): the caller must neither run it on nor record an outcome.
+	Claim(ctx context.Context, now time.Time) (t TaskRecord, started *Pending, ok bool, err error)
 	// NextReadyAt returns the earliest ReadyAt among waiting tasks (queued or
 	// retrying) that are not runnable at now; ok is false if there is none.
 	NextReadyAt(ctx context.Context, now time.Time) (at time.Time, ok bool, err error)
@@ -138,6 +146,45 @@ type Store interface {
 
 	// Close releases the store. Further calls return ErrClosed.
 	Close() error
+}
+
+// Pending is a write the store has taken, in order, and may not have
+// committed yet.
+type Pending struct {
+	done chan struct{}
+	ev   protocol.TaskEvent
+	err  error
+}
+
+func newPending() *Pending { return &Pending{done: make(chan struct{})} }
+
+// donePending is a Pending already over.
+func donePending(ev protocol.TaskEvent, err error) *Pending {
+	p := newPending()
+	p.finish(err)
+	if err == nil {
+		p.ev = ev
+	}
+	return p
+}
+
+// finish ends the write; p.ev is set before, if err is nil.
+func (p *Pending) finish(err error) {
+	if err != nil {
+		p.ev = protocol.TaskEvent{}
+	}
+	p.err = err
+	close(p.done)
+}
+
+// Done is closed once the write is committed, or known not to be.
+func (p *Pending) Done() <-chan struct{} { return p.done }
+
+// Wait waits for the write and returns its event, or the error that kept
+// it from the store.
+func (p *Pending) Wait() (protocol.TaskEvent, error) {
+	<-p.done
+	return p.ev, p.err
 }
 
 // EventFor returns the event describing t's current state. Result and error

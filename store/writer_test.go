@@ -35,7 +35,7 @@ func TestWriterAbortReloads(t *testing.T) {
 	ev := EventFor(&b, b.CreatedAt)
 	payload, _ := encodeEvent(&ev)
 	err = s.write(ctx, func(w *writer) error {
-		if _, err := w.createTask(&b, args, &ev, payload); err != nil {
+		if _, err := w.createTask(&b, args, &ev, payload, nil); err != nil {
 			return err
 		}
 		panic("boom after writing")
@@ -127,7 +127,7 @@ func BenchmarkWriterCreate(b *testing.B) {
 	err = s.write(ctx, func(w *writer) error {
 		for i := range ops {
 			p := &ops[i]
-			if _, err := w.createTask(&p.t, p.args, &p.ev, p.payload); err != nil {
+			if _, err := w.createTask(&p.t, p.args, &p.ev, p.payload, nil); err != nil {
 				return err
 			}
 		}

@@ -177,7 +177,7 @@ func testConcurrency(t *testing.T, s store.Store) {
 					errs <- fmt.Errorf("claimed %d of %d tasks before the deadline", n, total)
 					return
 				}
-				tr, ev, ok, err := s.Claim(ctx, at(0))
+				tr, started, ok, err := s.Claim(ctx, at(0))
 				if err != nil {
 					errs <- fmt.Errorf("Claim: %v", err)
 					return
@@ -185,6 +185,11 @@ func testConcurrency(t *testing.T, s store.Store) {
 				if !ok {
 					time.Sleep(time.Millisecond)
 					continue
+				}
+				ev, err := started.Wait()
+				if err != nil {
+					errs <- fmt.Errorf("Claim of %s did not commit: %v", tr.TaskID, err)
+					return
 				}
 				tr.State = protocol.StateSucceeded
 				ev2, err := s.UpdateTask(ctx, tr, protocol.StateRunning)

@@ -87,12 +87,16 @@ func create(t *testing.T, s store.Store, tr store.TaskRecord) (store.TaskRecord,
 
 func claim(t *testing.T, s store.Store, now time.Time) (store.TaskRecord, protocol.TaskEvent) {
 	t.Helper()
-	got, ev, ok, err := s.Claim(ctx, now)
+	got, started, ok, err := s.Claim(ctx, now)
 	if err != nil {
 		t.Fatalf("Claim: %v", err)
 	}
 	if !ok {
 		t.Fatalf("Claim at %v: nothing runnable, want a task", now)
+	}
+	ev, err := started.Wait()
+	if err != nil {
+		t.Fatalf("Claim of %s: the claim did not commit: %v", got.TaskID, err)
 	}
 	return got, ev
 }

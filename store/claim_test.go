@@ -1,0 +1,318 @@
+//go:build unix
+
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/chimera-fabric/fabric/protocol"
+)
+
+// claimTasks are tasks of every shape a record can take: no input, an
+// empty one, inputs kept in the row, apart, and too large for the queue to
+// keep; labels or none; an idempotency key; a fuel quota; times with a
+// monotonic reading and a zone.
+func claimTasks() []TaskRecord {
+	now := time.Now().In(time.FixedZone("X", 3600))
+	fuel := uint64(1234)
+	var out []TaskRecord
+	for i, in := range [][]byte{nil, {}, []byte(`{"n":1}`), bytes.Repeat([]byte{0, 1, 2}, 700), bytes.Repeat([]byte("x"), keepInput+1)} {
+		t := TaskRecord{Task: protocol.Task{TaskID: fmt.Sprintf("t%d", i), Agent: "echo", Priority: protocol.Priority(i % 5),
+			MaxRetries: i, TimeoutMs: int64(1000 * i), CreatedAt: now.Add(time.Duration(i) * time.Nanosecond)},
+			Input: in, InputIsJSON: i == 2, Backoff: protocol.Backoff{InitialMs: 7, MaxMs: 70, Multiplier: 1.5, Jitter: 0.25},
+			Quota: protocol.Quota{MemoryMB: 32, OutputBytes: 99}, ReadyAt: now.Add(-time.Second)}
+		switch i {
+		case 1:
+			t.Labels = map[string]string{"a": "b", "c": ""}
+			t.IdempotencyKey, t.ParamsHash = "key", "hash"
+		case 2:
+			t.Quota.Fuel = &fuel
+			t.Labels = map[string]string{}
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// A claim from the record the queue kept (tasks created by this process)
+// returns exactly what a claim that reads the row returns (tasks found in
+// the file at open).
+func TestClaimFromKeptRecordEqualsRead(t *testing.T) {
+	ctx := context.Background()
+	hot, err := OpenSQLite(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hot.Close()
+	coldDir := t.TempDir()
+	cold, err := OpenSQLite(ctx, coldDir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range claimTasks() {
+		for _, s := range []*SQLite{hot, cold} {
+			if _, _, _, err := s.CreateTask(ctx, tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cold.Close()
+	if cold, err = OpenSQLite(ctx, coldDir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer cold.Close()
+
+	now := time.Now()
+	kept := 0
+	for range claimTasks() {
+		hot.w.qmu.Lock()
+		if e, _ := hot.w.queue.pop(now); e != nil {
+			if e.rec != nil {
+				kept++
+			}
+			hot.w.queue.restore(e)
+		}
+		hot.w.qmu.Unlock()
+		a, pa, ok, err := hot.Claim(ctx, now)
+		if err != nil || !ok {
+			t.Fatalf("Claim: %v %v", ok, err)
+		}
+		b, pb, ok, err := cold.Claim(ctx, now)
+		if err != nil || !ok {
+			t.Fatalf("Claim: %v %v", ok, err)
+		}
+		eva, erra := pa.Wait()
+		evb, errb := pb.Wait()
+		if erra != nil || errb != nil {
+			t.Fatalf("claims did not commit: %v, %v", erra, errb)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("task %s: claimed from the kept record\n%#v\nclaimed by reading the row\n%#v", a.TaskID, a, b)
+		}
+		if !reflect.DeepEqual(eva, evb) {
+			t.Errorf("task %s: running events differ\n%#v\n%#v", a.TaskID, eva, evb)
+		}
+		if got := mustGet(t, hot, a.TaskID); !reflect.DeepEqual(got, a) {
+			t.Errorf("task %s: claimed\n%#v\nread back\n%#v", a.TaskID, a, got)
+		}
+	}
+	if want := len(claimTasks()) - 1; kept != want {
+		t.Errorf("%d of the claims used a kept record, want %d (all but the large input)", kept, want)
+	}
+}
+
+func mustGet(t *testing.T, s Store, id string) TaskRecord {
+	t.Helper()
+	tr, err := s.GetTask(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// A write for a waiting task takes it from the queue as it is handed over:
+// a claim ordered after it cannot take the task, and the write's failure
+// (here, a wrong expected state) puts it back.
+func TestUpdateOfWaitingTaskOrdersBeforeClaims(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tasks := claimTasks()[:2]
+	for _, tr := range tasks {
+		if _, _, _, err := s.CreateTask(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Hold the writer so that the cancel stays pending while claims run.
+	hold, release := make(chan struct{}), make(chan struct{})
+	go s.write(ctx, func(w *writer) error { close(hold); <-release; return nil })
+	<-hold
+	cancel := tasks[1]
+	cancel.State = protocol.StateCancelled
+	done := make(chan error, 1)
+	go func() { _, err := s.UpdateTask(ctx, cancel, protocol.StateQueued); done <- err }()
+	waitFor(t, "the cancel to be handed over", func() bool {
+		s.w.qmu.Lock()
+		defer s.w.qmu.Unlock()
+		return len(s.w.pending) == 1
+	})
+	got, started, ok, err := s.Claim(ctx, time.Now())
+	if err != nil || !ok || got.TaskID != tasks[0].TaskID {
+		t.Fatalf("Claim = %s %v %v; want %s", got.TaskID, ok, err, tasks[0].TaskID)
+	}
+	if _, _, ok, _ := s.Claim(ctx, time.Now()); ok {
+		t.Fatal("a claim took the task being cancelled")
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := started.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustGet(t, s, cancel.TaskID).State; st != protocol.StateCancelled {
+		t.Fatalf("cancelled task is %s", st)
+	}
+
+	// An update expecting the wrong state fails and leaves the task waiting.
+	third := claimTasks()[2]
+	if _, _, _, err := s.CreateTask(ctx, third); err != nil {
+		t.Fatal(err)
+	}
+	third.State = protocol.StateFailed
+	if _, err := s.UpdateTask(ctx, third, protocol.StateRetrying); !errors.Is(err, ErrStateChanged) {
+		t.Fatalf("UpdateTask expecting retrying: %v, want ErrStateChanged", err)
+	}
+	got, started, ok, err = s.Claim(ctx, time.Now())
+	if err != nil || !ok || got.TaskID != third.TaskID {
+		t.Fatalf("Claim after a failed update = %s %v %v; want %s", got.TaskID, ok, err, third.TaskID)
+	}
+	if _, err := started.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A claim whose task was created in a batch that failed loses its task:
+// the claim fails alone, and the tasks the pending claims took are not
+// handed out again by the reload.
+func TestClaimAfterFailedBatch(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tasks := claimTasks()
+	if _, _, _, err := s.CreateTask(ctx, tasks[0]); err != nil {
+		t.Fatal(err)
+	}
+	// One batch: create tasks[1], which a claim takes before the batch
+	// fails, and a claim of tasks[0] handed over during the same batch.
+	b := tasks[1]
+	checkNewTask(&b, time.Now)
+	args, _ := insertArgs(&b)
+	rec, _ := recordOf(args, b.Input)
+	ev := EventFor(&b, b.CreatedAt)
+	payload, _ := encodeEvent(&ev)
+	type claimed struct {
+		t  TaskRecord
+		p  *Pending
+		ok bool
+	}
+	var claims []claimed
+	err = s.write(ctx, func(w *writer) error {
+		if _, err := w.createTask(&b, args, &ev, payload, rec); err != nil {
+			return err
+		}
+		// Claims from another goroutine, as workers would, while the
+		// batch runs.
+		ch := make(chan claimed)
+		go func() {
+			for range 2 {
+				t, p, ok, err := s.Claim(ctx, time.Now())
+				if err != nil {
+					panic(err)
+				}
+				ch <- claimed{t, p, ok}
+			}
+			close(ch)
+		}()
+		for c := range ch {
+			claims = append(claims, c)
+		}
+		return abort(errors.New("the disk is full"))
+	})
+	if err == nil {
+		t.Fatal("the batch committed")
+	}
+	if len(claims) != 2 || !claims[0].ok || !claims[1].ok {
+		t.Fatalf("claims: %+v", claims)
+	}
+	for _, c := range claims {
+		_, err := c.p.Wait()
+		switch c.t.TaskID {
+		case b.TaskID:
+			if !errors.Is(err, ErrNotFound) {
+				t.Errorf("claim of the task rolled back: %v, want not found", err)
+			}
+		default:
+			if err != nil {
+				t.Errorf("claim of %s: %v", c.t.TaskID, err)
+			}
+		}
+	}
+	if _, _, ok, _ := s.Claim(ctx, time.Now()); ok {
+		t.Error("the reload handed out a task a pending claim had taken")
+	}
+	if tr := mustGet(t, s, tasks[0].TaskID); tr.State != protocol.StateRunning {
+		t.Errorf("task %s is %s, want running", tr.TaskID, tr.State)
+	}
+}
+
+// Close commits the claims still pending, which nobody waits for.
+func TestCloseCommitsPendingClaims(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := OpenSQLite(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks := claimTasks()[:3]
+	for _, tr := range tasks {
+		if _, _, _, err := s.CreateTask(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hold, release := make(chan struct{}), make(chan struct{})
+	go s.write(ctx, func(w *writer) error { close(hold); <-release; return nil })
+	<-hold
+	var ps []*Pending
+	for range tasks {
+		_, p, ok, err := s.Claim(ctx, time.Now())
+		if err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+		ps = append(ps, p)
+	}
+	closed := make(chan error)
+	go func() { closed <- s.Close() }()
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if _, err := p.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err = OpenSQLite(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, tr := range tasks {
+		if got := mustGet(t, s, tr.TaskID); got.State != protocol.StateRunning || got.Attempt != 1 {
+			t.Errorf("task %s after Close: %s attempt %d, want running 1", tr.TaskID, got.State, got.Attempt)
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
