@@ -411,7 +411,6 @@ func (w *writer) queuePut(id, agent string, prio protocol.Priority, seq int64, a
 	w.qmu.Unlock()
 }
 
-
 // The ops. Each takes its arguments encoded by the caller.
 
 // createTask inserts a task; rec, if not nil, is its record as a read
