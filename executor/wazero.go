@@ -258,7 +258,13 @@ func (e *Wazero) Compile(ctx context.Context, spec ModuleSpec) (mod Module, err 
 		}
 		return nil, protocol.Errorf(protocol.ErrInvalidModule, "instrumenting the module: %v", err)
 	}
-	compiled, err := e.compile(ctx, inst.Wasm)
+	// Instantiation applies data segments one by one; a Go agent has tens
+	// of thousands. Merged, they are a few, with the same memory image.
+	wasm, _, _, err := instrument.MergeData(inst.Wasm)
+	if err != nil {
+		return nil, protocol.Errorf(protocol.ErrInvalidModule, "merging the module's data segments: %v", err)
+	}
+	compiled, err := e.compile(ctx, wasm)
 	if err != nil {
 		return nil, err
 	}
