@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero/experimental"
 	"golang.org/x/sys/unix"
@@ -17,11 +18,14 @@ import (
 // quota is refused (the guest sees memory.grow return -1), and the
 // high-water mark is known for memory_peak_mb.
 //
-// Reservations are pooled: a run's reservation is zeroed with
-// madvise(MADV_DONTNEED), which makes a private anonymous mapping read as
-// zeros again (the kernel drops its pages), and handed to a later run with
-// the same reservation size, which then skips mmap and mprotect for what is
-// already committed. No run ever sees another's bytes.
+// Reservations are pooled: a run's reservation is zeroed and handed to a
+// later run with the same reservation size, which then skips mmap and
+// mprotect for what is already committed. No run ever sees another's bytes.
+// Zeroing keeps the pages the guest used resident and writes zeros over
+// them (clear), up to poolWarmBytes for the whole pool: dropping them with
+// madvise(MADV_DONTNEED) instead costs a system call, and a page fault at
+// the next run's first touch of each page, which for a Go agent's few
+// megabytes is most of a task. Past that budget, pages are dropped.
 //
 // Free is a no-op: wazero may call it from another goroutine (a runtime
 // closing) while the guest still runs, so the run releases the reservation
@@ -35,10 +39,12 @@ type linearMemory struct {
 	allocated bool
 }
 
-// region is a reservation: b is mapped PROT_NONE past committed.
+// region is a reservation: b is mapped PROT_NONE past committed. While it
+// is pooled, warm of its bytes are resident (and zero).
 type region struct {
 	b         []byte
 	committed uint64
+	warm      uint64
 }
 
 // regionPool keeps released reservations by size.
@@ -46,14 +52,23 @@ var regionPool = struct {
 	sync.Mutex
 	free  map[int][]*region
 	bytes uint64 // address space held by the pool
+	warm  uint64 // resident bytes held by the pool
 }{free: map[int][]*region{}}
 
-// Pool bounds: reservations kept per size, and address space in all (it is
-// only address space: the pool's regions hold no pages).
+// Pool bounds: reservations kept per size, address space in all, and
+// resident (zeroed, kept) bytes in all. A region's first clearSmall
+// committed bytes are zeroed without asking the kernel which are resident.
 const (
 	poolPerSize  = 16
 	poolMaxBytes = 64 << 30
+	clearSmall   = 256 << 10
 )
+
+// poolWarmBytes bounds the resident bytes of pooled regions (a variable for
+// tests).
+var poolWarmBytes uint64 = 256 << 20
+
+var pageSize = uint64(unix.Getpagesize())
 
 func getRegion(size int) (*region, error) {
 	regionPool.Lock()
@@ -61,7 +76,9 @@ func getRegion(size int) (*region, error) {
 		r := free[len(free)-1]
 		regionPool.free[size] = free[:len(free)-1]
 		regionPool.bytes -= uint64(size)
+		regionPool.warm -= r.warm
 		regionPool.Unlock()
+		r.warm = 0
 		return r, nil
 	}
 	regionPool.Unlock()
@@ -75,22 +92,70 @@ func getRegion(size int) (*region, error) {
 // putRegion zeroes r and pools it, or unmaps it when it cannot be zeroed or
 // the pool is full.
 func putRegion(r *region) {
-	if r.committed > 0 {
-		if err := unix.Madvise(r.b[:r.committed], unix.MADV_DONTNEED); err != nil {
-			_ = unix.Munmap(r.b)
-			return
-		}
-	}
 	size := len(r.b)
+	regionPool.Lock()
+	full := len(regionPool.free[size]) >= poolPerSize || regionPool.bytes+uint64(size) > poolMaxBytes
+	room := poolWarmBytes - min(poolWarmBytes, regionPool.warm)
+	regionPool.Unlock()
+	if full {
+		_ = unix.Munmap(r.b)
+		return
+	}
+	warm, err := zeroRegion(r.b[:r.committed], room)
+	if err != nil {
+		_ = unix.Munmap(r.b)
+		return
+	}
+	r.warm = warm
 	regionPool.Lock()
 	if len(regionPool.free[size]) < poolPerSize && regionPool.bytes+uint64(size) <= poolMaxBytes {
 		regionPool.free[size] = append(regionPool.free[size], r)
 		regionPool.bytes += uint64(size)
+		regionPool.warm += warm
 		regionPool.Unlock()
 		return
 	}
 	regionPool.Unlock()
 	_ = unix.Munmap(r.b)
+}
+
+// zeroRegion makes b (committed, page-aligned) read as zeros. It clears its
+// resident pages while they fit in room bytes and drops the others (and
+// any past room) with MADV_DONTNEED; it returns the bytes it kept
+// resident. A small b is cleared whole, without a system call.
+func zeroRegion(b []byte, room uint64) (warm uint64, err error) {
+	n := uint64(len(b))
+	if n == 0 {
+		return 0, nil
+	}
+	if n <= clearSmall && n <= room {
+		clear(b)
+		return n, nil
+	}
+	pages := (n + pageSize - 1) / pageSize
+	vec := make([]byte, pages)
+	if _, _, errno := unix.RawSyscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&b[0])), uintptr(n), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		return 0, unix.Madvise(b, unix.MADV_DONTNEED)
+	}
+	for p := uint64(0); p < pages; {
+		if vec[p]&1 == 0 {
+			p++
+			continue
+		}
+		end := p
+		for end < pages && vec[end]&1 != 0 {
+			end++
+		}
+		lo, hi := p*pageSize, min(end*pageSize, n)
+		if warm+hi-lo > room {
+			// Over the budget: drop this run and everything after it.
+			return warm, unix.Madvise(b[lo:], unix.MADV_DONTNEED)
+		}
+		clear(b[lo:hi])
+		warm += hi - lo
+		p = end
+	}
+	return warm, nil
 }
 
 var _ experimental.MemoryAllocator = (*linearMemory)(nil)

@@ -2,7 +2,11 @@
 
 package executor
 
-import "testing"
+import (
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
 
 // TestRegionReuseIsZeroed: a pooled reservation handed to the next run
 // reads as zeros, its committed pages and those beyond.
@@ -36,5 +40,48 @@ func TestRegionReuseIsZeroed(t *testing.T) {
 			t.Fatalf("peak %d; want %d", a.peak, limit)
 		}
 		a.release()
+	}
+}
+
+// TestZeroRegion: zeroRegion leaves a committed range reading as zeros
+// whichever way it takes (cleared whole, cleared by resident pages, or
+// dropped past the resident budget), and keeps resident only what fits.
+func TestZeroRegion(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		committed uint64
+		room      uint64
+		touch     []uint64 // offsets written before zeroing
+		wantWarm  func(uint64) bool
+	}{
+		{"small, cleared whole", 64 << 10, 1 << 30, []uint64{0, 5000}, func(w uint64) bool { return w == 64<<10 }},
+		{"large, sparse", 4 << 20, 1 << 30, []uint64{0, 1 << 20, 3<<20 + 7}, func(w uint64) bool { return w >= 3*pageSize && w < 1<<20 }},
+		{"large, over the budget", 4 << 20, 2 * pageSize, []uint64{0, pageSize, 2 * pageSize, 3 << 20}, func(w uint64) bool { return w <= 2*pageSize }},
+		{"small, no budget", 64 << 10, 0, []uint64{100}, func(w uint64) bool { return w == 0 }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a := &linearMemory{limit: 8 << 20}
+			a.Allocate(0, 1<<32)
+			defer func() { _ = unix.Munmap(a.region.b) }()
+			b := a.Reallocate(c.committed)
+			if b == nil {
+				t.Fatal("Reallocate failed")
+			}
+			for _, off := range c.touch {
+				b[off] = 0xaa
+			}
+			warm, err := zeroRegion(b, c.room)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !c.wantWarm(warm) {
+				t.Errorf("kept %d bytes resident", warm)
+			}
+			for i, v := range b {
+				if v != 0 {
+					t.Fatalf("byte %d is %#x after zeroing; want 0", i, v)
+				}
+			}
+		})
 	}
 }
