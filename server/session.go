@@ -451,6 +451,13 @@ func (ss *session) dispatch(req request, b *batchReply) {
 			return
 		}
 	}
+	ss.spawn(m, req, b, began, p)
+}
+
+// spawn runs a request on a goroutine of its own, decoding its params there
+// unless p holds them already. (A function of its own, so that what its
+// goroutine captures is allocated only when one starts.)
+func (ss *session) spawn(m method, req request, b *batchReply, began time.Time, p any) {
 	go func() {
 		var res any
 		var err error

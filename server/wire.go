@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/chimera-fabric/fabric/protocol"
 )
@@ -64,18 +66,14 @@ func parseMessage(data []byte) inbound {
 	if data[0] != '[' {
 		return inbound{items: []item{parseRequest(data)}}
 	}
-	var elems []json.RawMessage
-	if err := json.Unmarshal(data, &elems); err != nil {
-		// checkJSON accepted it, so this cannot happen short of a bug.
-		return inbound{reject: protocol.Errorf(protocol.ErrParse, "%v", err)}
+	var in inbound
+	for e := range arrayElements(data) {
+		in.items = append(in.items, parseRequest(e))
 	}
-	if len(elems) == 0 {
+	if len(in.items) == 0 {
 		return inbound{reject: protocol.Errorf(protocol.ErrInvalidRequest, "empty batch; want at least one request in the array")}
 	}
-	in := inbound{batch: true, items: make([]item, len(elems))}
-	for i, e := range elems {
-		in.items[i] = parseRequest(e)
-	}
+	in.batch = true
 	return in
 }
 
@@ -96,63 +94,69 @@ func checkJSON(data []byte) *protocol.Error {
 	return protocol.Errorf(protocol.ErrParse, "invalid JSON")
 }
 
-// requestMembers are the members a request object may have.
-var requestMembers = map[string]bool{"jsonrpc": true, "method": true, "params": true, "id": true}
-
-// parseRequest validates one request object (already known to be valid JSON).
+// parseRequest validates one request object (already known to be valid
+// JSON). Its members are read by objectMembers, not json.Unmarshal into a
+// map: ids, the method's name and params are slices of the message as it
+// came, not copies.
 func parseRequest(raw json.RawMessage) item {
 	raw = bytes.TrimSpace(raw)
 	if raw[0] != '{' {
 		return invalidItem(nullID, "want a request object; got %s", kindOf(raw))
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return invalidItem(nullID, "%v", err)
+	var id, version, meth, params json.RawMessage
+	var hasID, hasVersion, hasMethod, hasParams bool
+	var extra []string
+	for key, val := range objectMembers(raw) {
+		// A repeated member counts once, the last one, as encoding/json
+		// decodes it.
+		switch memberName(key) {
+		case "id":
+			id, hasID = val, true
+		case "jsonrpc":
+			version, hasVersion = val, true
+		case "method":
+			meth, hasMethod = val, true
+		case "params":
+			params, hasParams = val, true
+		default:
+			if q := fmt.Sprintf("%q", memberName(key)); !slices.Contains(extra, q) {
+				extra = append(extra, q)
+			}
+		}
 	}
 	var it item
-	// The id first, so that the other errors can be answered with it.
-	if id, ok := m["id"]; ok {
-		c, err := compact(id)
-		if err != nil {
-			return invalidItem(nullID, "id: %v", err)
-		}
-		switch c[0] {
+	// The id first, so that the other errors can be answered with it. A
+	// valid scalar has no whitespace to compact.
+	if hasID {
+		switch id[0] {
 		case '"', 'n':
 		case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
 		default:
-			return invalidItem(nullID, "id: want a string, a number or null; got %s", kindOf(c))
+			return invalidItem(nullID, "id: want a string, a number or null; got %s", kindOf(id))
 		}
-		it.req.ID = c
+		it.req.ID = id
 	}
 	answerID := it.req.ID
 	if answerID == nil {
 		answerID = nullID
 	}
-	if v, ok := m["jsonrpc"]; !ok {
+	if !hasVersion {
 		return invalidItem(answerID, `jsonrpc: required; want "2.0"`)
-	} else if string(bytes.TrimSpace(v)) != `"2.0"` {
-		return invalidItem(answerID, `jsonrpc: want "2.0"; got %s`, clip(v))
+	} else if string(version) != `"2.0"` {
+		return invalidItem(answerID, `jsonrpc: want "2.0"; got %s`, clip(version))
 	}
-	meth, ok := m["method"]
-	if !ok {
+	if !hasMethod {
 		return invalidItem(answerID, "method: required; want a string")
 	}
-	meth = bytes.TrimSpace(meth)
-	if meth[0] != '"' || json.Unmarshal(meth, &it.req.Method) != nil {
+	if meth[0] != '"' {
 		return invalidItem(answerID, "method: want a string; got %s", kindOf(meth))
 	}
-	if p, ok := m["params"]; ok {
-		p = bytes.TrimSpace(p)
-		if p[0] != '{' && p[0] != '[' {
-			return invalidItem(answerID, "params: want an object (or an array); got %s", kindOf(p))
+	it.req.Method = jsonString(meth)
+	if hasParams {
+		if params[0] != '{' && params[0] != '[' {
+			return invalidItem(answerID, "params: want an object (or an array); got %s", kindOf(params))
 		}
-		it.req.Params = p
-	}
-	var extra []string
-	for k := range m {
-		if !requestMembers[k] {
-			extra = append(extra, fmt.Sprintf("%q", k))
-		}
+		it.req.Params = params
 	}
 	if len(extra) > 0 {
 		sort.Strings(extra)
@@ -161,16 +165,138 @@ func parseRequest(raw json.RawMessage) item {
 	return it
 }
 
-func invalidItem(id json.RawMessage, format string, args ...any) item {
-	return item{req: request{ID: id}, err: protocol.Errorf(protocol.ErrInvalidRequest, format, args...)}
+// The scanners below walk JSON that json.Valid has accepted; on anything
+// else their results mean nothing (but they stay within the slice).
+
+// objectMembers yields the members of a valid JSON object: each key as
+// written (quoted, escapes and all) and its value, without the whitespace
+// around either.
+func objectMembers(obj []byte) func(yield func(key, val []byte) bool) {
+	return func(yield func(key, val []byte) bool) {
+		i := skipSpace(obj, 1) // past '{'
+		for i < len(obj) && obj[i] == '"' {
+			k := skipValue(obj, i)
+			key := obj[i:k]
+			i = skipSpace(obj, k)
+			i = skipSpace(obj, i+1) // past ':'
+			v := skipValue(obj, i)
+			if !yield(key, obj[i:v]) {
+				return
+			}
+			i = skipSpace(obj, v)
+			if i < len(obj) && obj[i] == ',' {
+				i = skipSpace(obj, i+1)
+			}
+		}
+	}
 }
 
-func compact(raw json.RawMessage) (json.RawMessage, error) {
-	var b bytes.Buffer
-	if err := json.Compact(&b, raw); err != nil {
-		return nil, err
+// arrayElements yields the elements of a valid JSON array, without the
+// whitespace around them.
+func arrayElements(arr []byte) func(yield func(elem []byte) bool) {
+	return func(yield func(elem []byte) bool) {
+		i := skipSpace(arr, 1) // past '['
+		for i < len(arr) && arr[i] != ']' {
+			v := skipValue(arr, i)
+			if !yield(arr[i:v]) {
+				return
+			}
+			i = skipSpace(arr, v)
+			if i < len(arr) && arr[i] == ',' {
+				i = skipSpace(arr, i+1)
+			}
+		}
 	}
-	return b.Bytes(), nil
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the index just past the value that starts at b[i].
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return len(b)
+	}
+	switch b[i] {
+	case '"':
+		for i++; i < len(b); i++ {
+			switch b[i] {
+			case '\\':
+				i++
+			case '"':
+				return i + 1
+			}
+		}
+		return len(b)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = skipValue(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return len(b)
+	}
+	// A number, true, false or null.
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r', ',', ']', '}':
+			return i
+		}
+	}
+	return i
+}
+
+// memberName is a member's key, unquoted; the four of a request without
+// allocating.
+func memberName(key []byte) string {
+	switch string(key) {
+	case `"id"`:
+		return "id"
+	case `"jsonrpc"`:
+		return "jsonrpc"
+	case `"method"`:
+		return "method"
+	case `"params"`:
+		return "params"
+	}
+	return jsonString(key)
+}
+
+// jsonString unquotes a valid JSON string (invalid UTF-8 becomes U+FFFD,
+// as encoding/json has it).
+func jsonString(q []byte) string {
+	plain := true
+	for _, c := range q {
+		if c == '\\' || c >= utf8.RuneSelf {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return string(q[1 : len(q)-1])
+	}
+	var s string
+	json.Unmarshal(q, &s)
+	return s
+}
+
+func invalidItem(id json.RawMessage, format string, args ...any) item {
+	return item{req: request{ID: id}, err: protocol.Errorf(protocol.ErrInvalidRequest, format, args...)}
 }
 
 // kindOf names the JSON type of a valid, trimmed JSON text.
@@ -211,13 +337,25 @@ type response struct {
 }
 
 // encodeResult encodes a success response. A result that cannot be encoded
-// becomes an internal error response.
+// becomes an internal error response. The envelope is written around the
+// encoded result by hand: json.Marshal of a response would scan and copy the
+// result once more (json.RawMessage is compacted), and the id is the valid
+// JSON the client sent.
 func encodeResult(id json.RawMessage, result any) []byte {
 	b, err := json.Marshal(result)
 	if err != nil {
 		return encodeError(id, protocol.Errorf(protocol.ErrInternal, "encoding the result: %v", err))
 	}
-	return mustMarshal(response{JSONRPC: "2.0", ID: id, Result: b})
+	if id == nil {
+		id = nullID
+	}
+	const head, mid = `{"jsonrpc":"2.0","id":`, `,"result":`
+	msg := make([]byte, 0, len(head)+len(id)+len(mid)+len(b)+1)
+	msg = append(msg, head...)
+	msg = append(msg, id...)
+	msg = append(msg, mid...)
+	msg = append(msg, b...)
+	return append(msg, '}')
 }
 
 // encodeError encodes an error response.

@@ -34,6 +34,15 @@ func TestParseMessage(t *testing.T) {
 		{in: `{"jsonrpc":"2.0","method":"m","params":1,"id":3}`, want: []string{`err 3 -32600`}},
 		{in: `{"jsonrpc":"2.0","method":"m","result":1,"id":3}`, want: []string{`err 3 -32600`}},
 		{in: `{"jsonrpc":"2.0","result":1,"id":3}`, want: []string{`err 3 -32600`}},
+		// Member names with escapes, repeated members (the last counts),
+		// strings holding brackets and quotes.
+		{in: `{"\u006aso\u006erpc":"2.0","\u006dethod":"m","i\u0064":2}`, want: []string{`req 2 m <nil>`}},
+		{in: `{"jsonrpc":"2.0","method":"a","method":"b","id":1,"id":"x"}`, want: []string{`req "x" b <nil>`}},
+		{in: `{"jsonrpc":"2.0","method":"m\"}{","params":{"s":"}]\\\"[{","n":[{"a":[]},-1.5e3,true,null]},"id":-0.5}`,
+			want: []string{`req -0.5 m"}{ {"s":"}]\\\"[{","n":[{"a":[]},-1.5e3,true,null]}`}},
+		{in: "\t[ {\"jsonrpc\":\"2.0\",\"method\":\"a\" ,\"id\":1 } ,\n {\"jsonrpc\":\"2.0\",\"method\":\"b\",\"params\":[[],{}]} ]\r\n", batch: true,
+			want: []string{`req 1 a <nil>`, `req <nil> b [[],{}]`}},
+		{in: `{"jsonrpc":"2.0","method":"m","x":1,"\u0079":2,"x":3,"id":4}`, want: []string{`err 4 -32600`}},
 	} {
 		in := parseMessage([]byte(tc.in))
 		if tc.rej != 0 {
@@ -160,5 +169,65 @@ func FuzzFrameReader(f *testing.F) {
 			}
 		}
 		t.Fatal("the reader did not end")
+	})
+}
+
+// objectMembers and arrayElements read valid JSON as encoding/json does:
+// the same members (the last of a repeated one), the same values.
+func FuzzScanners(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","method":"m","params":{"a":[1,{"b":"}"}]},"id":7}`,
+		`{}`, `[]`, `{"a":1,"a":2}`, `{"\u0061":"\"","b":[[[]]],"c":{"d":{}}}`,
+		` [ 1 , "x" , {"y":[null,true,false]} , -2.5e-3 ] `, `{"k" : "v\\" , "n": 0 }`,
+		"{\"\xff\":0}", // invalid UTF-8 in a name reads as U+FFFD
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		data = bytes.TrimSpace(data)
+		if !json.Valid(data) || len(data) == 0 {
+			return
+		}
+		compactOf := func(b []byte) string {
+			var c bytes.Buffer
+			if err := json.Compact(&c, b); err != nil {
+				t.Fatalf("a scanned value is not JSON: %q", b)
+			}
+			return c.String()
+		}
+		switch data[0] {
+		case '{':
+			var want map[string]json.RawMessage
+			if err := json.Unmarshal(data, &want); err != nil {
+				return // valid JSON that encoding/json will not put in a map (invalid UTF-8 is fine, say)
+			}
+			got := map[string]string{}
+			for k, v := range objectMembers(data) {
+				got[jsonString(k)] = compactOf(v)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%s: members %v; encoding/json reads %d", data, got, len(want))
+			}
+			for k, v := range want {
+				if got[k] != compactOf(v) {
+					t.Fatalf("%s: member %q: got %s, want %s", data, k, got[k], v)
+				}
+			}
+		case '[':
+			var want []json.RawMessage
+			if err := json.Unmarshal(data, &want); err != nil {
+				t.Fatal(err)
+			}
+			i := 0
+			for e := range arrayElements(data) {
+				if i >= len(want) || compactOf(e) != compactOf(want[i]) {
+					t.Fatalf("%s: element %d is %s", data, i, e)
+				}
+				i++
+			}
+			if i != len(want) {
+				t.Fatalf("%s: %d elements; want %d", data, i, len(want))
+			}
+		}
 	})
 }
