@@ -95,7 +95,7 @@ func (e *Engine) loadArtifact(ctx context.Context, key string, art, original []b
 		return fmt.Errorf("waiting for a wasmer worker to load the module: %w", err)
 	}
 	req := loadRequest{Key: key, Artifact: art, Validate: original}
-	t, payload, err := p.call(ctx, e.closing.Done(), msgLoad, req.encode())
+	t, payload, err := p.call(ctx, e.closing, msgLoad, req.encode())
 	if err != nil {
 		e.pool.discard(p, err)
 		return fmt.Errorf("loading the cached module: %w", err)

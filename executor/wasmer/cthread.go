@@ -11,7 +11,6 @@ package wasmer
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "native.h"
 
@@ -109,15 +108,8 @@ typedef struct {
 	size_t nresults;
 	fab_val_t result;
 	char* trap;        // the trap's message (malloc'd), or NULL
-	uint64_t cpu_ns;   // CPU time of the call
 	int err;           // non-zero: not called, this is not the guest thread
 } fab_call_t;
-
-static uint64_t fab_thread_cpu(void) {
-	struct timespec ts;
-	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 // fab_guest_thread is set on the thread fab_on_thread starts: the only
 // thread guest code runs on.
@@ -130,7 +122,6 @@ static void fab_call(fab_call_t* c) {
 		c->err = 1;
 		return;
 	}
-	uint64_t cpu0 = fab_thread_cpu();
 	fab_vec_t args = {0, NULL};
 	fab_vec_t res = {c->nresults, &c->result};
 	void* trap = p_func_call(c->fn, &args, &res);
@@ -145,7 +136,6 @@ static void fab_call(fab_call_t* c) {
 		p_byte_vec_delete(&msg);
 		p_trap_delete(trap);
 	}
-	c->cpu_ns = fab_thread_cpu() - cpu0;
 }
 
 // The alternate signal stack of the guest thread. Installed before the
@@ -264,7 +254,6 @@ type callResult struct {
 	Trapped bool
 	Trap    string
 	Value   int32 // the i32 result, when the function has one
-	CPU     uint64
 }
 
 // onGuestThread runs f on a new native thread with stackBytes of stack, the
@@ -301,7 +290,7 @@ func callGuest(f *wasmer.Function, results int) (callResult, error) {
 	if c.err != 0 {
 		return callResult{}, errNotGuestThread
 	}
-	r := callResult{CPU: uint64(c.cpu_ns)}
+	var r callResult
 	if c.trap != nil {
 		r.Trapped, r.Trap = true, C.GoString(c.trap)
 		C.free(unsafe.Pointer(c.trap))

@@ -349,7 +349,7 @@ func (e *Engine) compileArtifact(ctx context.Context, key string, wasm, original
 		return nil, fmt.Errorf("waiting for a wasmer worker to compile the module: %w", err)
 	}
 	req := compileRequest{Key: key, Metered: metered, WantArtifact: key != "", Wasm: wasm, Validate: original}
-	t, payload, err := p.call(ctx, e.closing.Done(), msgCompile, req.encode())
+	t, payload, err := p.call(ctx, e.closing, msgCompile, req.encode())
 	if err != nil {
 		e.pool.discard(p, err)
 		if ctx.Err() != nil || e.isClosing() {

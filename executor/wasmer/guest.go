@@ -151,12 +151,13 @@ func (s *eventStdio) Write(p []byte) (int, error) {
 func (r *guestRun) run(es *engineState, m *wasmer.Module) runDone {
 	q := r.q
 	var done runDone
-	cpu0 := threadCPU() // the guest thread's (onGuestThread): this goroutine is locked to it
+	// The guest thread's CPU time (onGuestThread: this goroutine is locked
+	// to it), read once before and once after: a read is a system call.
+	cpu0 := threadCPU()
 	inst, err := wasmer.NewInstance(m, es.imports)
-	cpu := threadCPU() - cpu0
 	if err != nil {
 		done = runDone{End: endError, Code: protocol.CodeTrap, Message: "instantiating the module: " + err.Error()}
-		done.CPUNanos = cpu
+		done.CPUNanos = threadCPU() - cpu0
 		return done
 	}
 	r.inst = inst
@@ -211,7 +212,6 @@ func (r *guestRun) run(es *engineState, m *wasmer.Module) runDone {
 			break
 		}
 		res, err := callGuest(f, p.results)
-		cpu += res.CPU
 		if err != nil {
 			done = internalDone("%v", err)
 			break
@@ -228,7 +228,7 @@ func (r *guestRun) run(es *engineState, m *wasmer.Module) runDone {
 	if stop := r.rs.Stopped(); stop != nil {
 		done.StopCode, done.StopMessage = stop.Code, stop.Message
 	}
-	done.CPUNanos = cpu
+	done.CPUNanos = threadCPU() - cpu0
 	if r.mem != nil {
 		done.PeakBytes = uint64(r.mem.Size()) * executor.WasmPageSize
 	}

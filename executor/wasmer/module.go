@@ -197,6 +197,10 @@ func (m *module) run(ctx context.Context, inv executor.Invocation, crash byte) (
 		return r.failBefore(err)
 	}
 	r.w = w
+	// From here on, the end of runCtx (timeout, cancel, the engine closing)
+	// kills the worker, which ends the wait for its events.
+	disarm := w.killOn(runCtx)
+	defer disarm()
 	if err := r.prepare(w, art, metered); err != nil {
 		e.pool.discard(w, err)
 		if runCtx.Err() != nil {
@@ -231,7 +235,7 @@ func (m *module) run(ctx context.Context, inv executor.Invocation, crash byte) (
 		return r.fail(protocol.NewTaskError(protocol.CodeInternal, "sending the task to the wasmer worker: %v", err))
 	}
 	for {
-		f, err := w.next(runCtx, nil)
+		f, err := w.next()
 		if err != nil {
 			e.pool.discard(w, err)
 			if runCtx.Err() != nil {
@@ -247,7 +251,11 @@ func (m *module) run(ctx context.Context, inv executor.Invocation, crash byte) (
 				return r.fail(protocol.NewTaskError(protocol.CodeInternal, "the wasmer worker's result is malformed: %v", err))
 			}
 			r.w = nil
-			e.pool.release(w)
+			if disarm() {
+				e.pool.release(w)
+			} else { // the guest ended as its timeout passed: its worker is being killed
+				e.pool.discard(w, errors.New("killed as its task ended"))
+			}
 			return r.finish(&done)
 		}
 		stopped, err := r.apply(f)
@@ -279,13 +287,13 @@ func (r *run) prepare(w *proc, art []byte, metered bool) error {
 		return nil
 	}
 	req := loadRequest{Key: key, Metered: metered, Artifact: art}
-	t, payload, err := w.call(r.runCtx, nil, msgLoad, req.encode())
+	f, err := w.exchange(msgLoad, req.encode()) // run's killOn interrupts it
 	if err != nil {
 		return err
 	}
 	var reply loadedReply
-	if t != msgLoaded || reply.decode(payload) != nil {
-		return fmt.Errorf("a load request got a malformed reply (type %d)", t)
+	if f.t != msgLoaded || reply.decode(f.payload) != nil {
+		return fmt.Errorf("a load request got a malformed reply (type %d)", f.t)
 	}
 	if reply.Err != "" || reply.Invalid != "" {
 		return errors.New(reply.Err + reply.Invalid)

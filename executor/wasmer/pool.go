@@ -138,10 +138,12 @@ func (p *pool) release(w *proc) {
 	p.idle <- w // never blocks: at most opts.Workers workers exist
 }
 
-// forget kills a worker and reports whether it was live (not yet
-// forgotten) in an open pool.
+// forget kills a worker, closes its events pipe (the caller holds it and
+// reads it no more) and reports whether it was live (not yet forgotten) in
+// an open pool.
 func (p *pool) forget(w *proc) bool {
 	w.kill()
+	w.closeEvents()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	_, live := p.procs[w]
@@ -176,6 +178,7 @@ func (p *pool) close(ctx context.Context) error {
 	p.mu.Unlock()
 	for _, w := range procs {
 		w.kill()
+		w.closeEvents() // no run is left to read them: Engine.Close waited for them
 	}
 	done := make(chan struct{})
 	go func() {

@@ -19,13 +19,16 @@ import (
 
 // proc is one worker process.
 type proc struct {
-	pool     *pool
-	cmd      *exec.Cmd
-	pid      int
-	req      *os.File // our end of the requests pipe
-	reqW     *bufio.Writer
-	frames   chan frame    // from the events pipe, read by readEvents
-	abandon  chan struct{} // closed when the parent stops listening
+	pool *pool
+	cmd  *exec.Cmd
+	pid  int
+	req  *os.File // our end of the requests pipe
+	reqW *bufio.Writer
+	// ev is our end of the events pipe, in blocking mode: whoever holds the
+	// worker reads its replies there, on its own thread, with no goroutine
+	// or poller between (see killOn for how a read is interrupted).
+	ev       *os.File
+	evR      *bufio.Reader
 	exited   chan struct{} // closed once the process has been waited for
 	exitErr  error
 	stderr   tail
@@ -52,7 +55,7 @@ func (p *pool) spawn() (*proc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting a wasmer worker: %w", err)
 	}
-	evR, evW, err := os.Pipe()
+	evR, evW, err := blockingPipe()
 	if err != nil {
 		reqR.Close()
 		reqW.Close()
@@ -86,15 +89,15 @@ func (p *pool) spawn() (*proc, error) {
 		return nil, fmt.Errorf("starting a wasmer worker (%s): %w", p.opts.Executable, err)
 	}
 	w := &proc{
-		pool:    p,
-		cmd:     cmd,
-		pid:     cmd.Process.Pid,
-		req:     reqW,
-		reqW:    bufio.NewWriterSize(reqW, 64<<10),
-		frames:  make(chan frame, 64),
-		abandon: make(chan struct{}),
-		exited:  make(chan struct{}),
-		loaded:  map[string]*atomic.Bool{},
+		pool:   p,
+		cmd:    cmd,
+		pid:    cmd.Process.Pid,
+		req:    reqW,
+		reqW:   bufio.NewWriterSize(reqW, 64<<10),
+		ev:     evR,
+		evR:    bufio.NewReaderSize(evR, 64<<10),
+		exited: make(chan struct{}),
+		loaded: map[string]*atomic.Bool{},
 	}
 	p.mu.Lock()
 	if p.closed {
@@ -107,9 +110,8 @@ func (p *pool) spawn() (*proc, error) {
 		return nil, errPoolClosed
 	}
 	p.procs[w] = struct{}{}
-	p.wg.Add(3)
+	p.wg.Add(2)
 	p.mu.Unlock()
-	go w.readEvents(evR)
 	go w.readStderr(errR)
 	go w.wait()
 
@@ -168,25 +170,6 @@ func (w *proc) handshake() error {
 	return nil
 }
 
-// readEvents reads the worker's frames until its pipe closes.
-func (w *proc) readEvents(r *os.File) {
-	defer w.pool.wg.Done()
-	defer close(w.frames)
-	defer r.Close()
-	br := bufio.NewReaderSize(r, 64<<10)
-	for {
-		t, payload, err := readFrame(br)
-		if err != nil {
-			return
-		}
-		select {
-		case w.frames <- frame{t, payload}:
-		case <-w.abandon:
-			return
-		}
-	}
-}
-
 // readStderr keeps the worker's last stderr lines and logs each one.
 func (w *proc) readStderr(r *os.File) {
 	defer w.pool.wg.Done()
@@ -215,35 +198,64 @@ func (w *proc) send(t byte, payload []byte) error {
 	return w.reqW.Flush()
 }
 
-// next returns the worker's next frame, or an error once the worker died,
-// ctx ended or closing was closed (a nil closing never is).
-func (w *proc) next(ctx context.Context, closing <-chan struct{}) (frame, error) {
-	select {
-	case f, ok := <-w.frames:
-		if !ok {
-			return frame{}, w.deathError()
-		}
-		return f, nil
-	case <-ctx.Done():
-		return frame{}, ctx.Err()
-	case <-closing:
-		return frame{}, errPoolClosed
+// next reads the worker's next frame. It blocks until the frame arrives or
+// the worker dies (killOn arms a kill to interrupt it).
+func (w *proc) next() (frame, error) {
+	t, payload, err := readFrame(w.evR)
+	if err == io.EOF || err == io.ErrUnexpectedEOF || errors.Is(err, os.ErrClosed) {
+		return frame{}, w.deathError()
 	}
+	if err != nil {
+		return frame{}, fmt.Errorf("reading the wasmer worker's events: %w", err)
+	}
+	return frame{t, payload}, nil
 }
 
-// call sends a request and returns the first frame of the reply.
-func (w *proc) call(ctx context.Context, closing <-chan struct{}, t byte, payload []byte) (byte, []byte, error) {
+// killOn has the worker killed when ctx ends, which ends a read of its
+// events with EOF: the one way to interrupt one. disarm reports whether it
+// disarmed the kill in time; false means the kill has run or is running,
+// and the worker must be discarded.
+func (w *proc) killOn(ctx context.Context) (disarm func() bool) {
+	if ctx == nil {
+		return func() bool { return true }
+	}
+	return context.AfterFunc(ctx, w.kill)
+}
+
+// exchange sends a request and reads the first frame of the reply.
+func (w *proc) exchange(t byte, payload []byte) (frame, error) {
 	if err := w.send(t, payload); err != nil {
 		// The worker is gone; say how, when it has already been reaped.
 		select {
 		case <-w.exited:
-			return 0, nil, w.deathError()
+			return frame{}, w.deathError()
 		case <-time.After(100 * time.Millisecond):
 		}
-		return 0, nil, fmt.Errorf("writing to the worker: %w", err)
+		return frame{}, fmt.Errorf("writing to the worker: %w", err)
 	}
-	f, err := w.next(ctx, closing)
-	return f.t, f.payload, err
+	return w.next()
+}
+
+// call is exchange interrupted by the end of ctx or of closing (nil: never),
+// whose error it then returns; the worker is then killed and must be
+// discarded, as after any error.
+func (w *proc) call(ctx, closing context.Context, t byte, payload []byte) (byte, []byte, error) {
+	disarmCtx, disarmClosing := w.killOn(ctx), w.killOn(closing)
+	f, err := w.exchange(t, payload)
+	disarmed := disarmCtx()
+	disarmed = disarmClosing() && disarmed
+	if err == nil && disarmed {
+		return f.t, f.payload, nil
+	}
+	switch {
+	case ctx.Err() != nil:
+		return 0, nil, ctx.Err()
+	case closing != nil && closing.Err() != nil:
+		return 0, nil, errPoolClosed
+	case err == nil:
+		return 0, nil, errors.New("the worker was killed as it answered")
+	}
+	return 0, nil, err
 }
 
 // deathError describes how the worker ended, with its last stderr lines.
@@ -270,13 +282,26 @@ func (w *proc) deathError() error {
 	return errors.New(msg)
 }
 
-// kill ends the worker; its goroutines then end on their own.
+// kill ends the worker; its goroutines then end on their own, and a read
+// of its events ends with EOF. The events pipe is closed by closeEvents,
+// once nobody reads it.
 func (w *proc) kill() {
 	w.killOnce.Do(func() {
-		close(w.abandon)
 		_ = w.cmd.Process.Kill()
 		w.req.Close()
 	})
+}
+
+func (w *proc) closeEvents() { _ = w.ev.Close() }
+
+// blockingPipe is os.Pipe in blocking mode: a read blocks its thread
+// instead of parking its goroutine on the poller.
+func blockingPipe() (r, w *os.File, err error) {
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
+		return nil, nil, os.NewSyscallError("pipe2", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "|0"), os.NewFile(uintptr(fds[1]), "|1"), nil
 }
 
 func (w *proc) dead() bool {
