@@ -43,6 +43,15 @@
 // DWARF custom sections (".debug_*") are dropped: the inserted checks make
 // their code offsets wrong. The engine validates the rewritten module as it
 // would have the original.
+//
+// With Options.Trampoline, the module also imports a table,
+// TrampolineModule.TrampolineTable, and fills it at instantiation with the
+// start function and the named exports, so that the host can call them
+// through a trampoline module's call_indirect instead of through entry
+// points of the instance's own (see Instrument). The imported table comes
+// before the module's own tables, so every table index is renumbered, and
+// the element segments that fill it come before the module's own, so every
+// element segment index is too.
 package instrument
 
 import (
@@ -60,6 +69,25 @@ const (
 	YieldName   = "fabric:yield"
 	StartExport = "fabric:start"
 )
+
+// The table that Options.Trampoline makes a module import. Its entry 0 is
+// the module's start function (null when it has none), entry i+1 the
+// function exported as Options.Trampoline[i] (null when "" or not
+// exported). The import asks for TrampolineSlots(len(Trampoline)) entries.
+const (
+	TrampolineModule = "fabric:trampoline"
+	TrampolineTable  = "table"
+)
+
+// TrampolineSlots is the size of the trampoline table of n named entries.
+func TrampolineSlots(n int) uint32 { return uint32(n) + 1 }
+
+// Options are Instrument's options.
+type Options struct {
+	// Trampoline names the exported functions to put in the trampoline
+	// table, after the start function; nil imports no table.
+	Trampoline []string
+}
 
 // Budget is the number of checks between two calls of the yield function;
 // the yield function normally returns it.
@@ -108,6 +136,11 @@ type section struct {
 type rewriter struct {
 	importedFuncs uint32 // function imports of the original; the yield function's index
 	check         []byte
+	// With a trampoline: the imported tables of the original (the
+	// trampoline table's index) and the element segments put first.
+	tramp          bool
+	importedTables uint32
+	addedElems     uint32
 }
 
 // funcIndex renumbers a function index of the original module.
@@ -118,8 +151,23 @@ func (w *rewriter) funcIndex(idx uint32) uint32 {
 	return idx
 }
 
-// Interrupts instruments b; see the package documentation.
-func Interrupts(b []byte) (Module, error) {
+// tableIndex renumbers a table index of the original module.
+func (w *rewriter) tableIndex(idx uint32) uint32 {
+	if w.tramp && idx >= w.importedTables {
+		return idx + 1
+	}
+	return idx
+}
+
+// elemIndex renumbers an element segment index of the original module.
+func (w *rewriter) elemIndex(idx uint32) uint32 { return idx + w.addedElems }
+
+// Interrupts instruments b without a trampoline; see the package
+// documentation.
+func Interrupts(b []byte) (Module, error) { return Instrument(b, Options{}) }
+
+// Instrument instruments b; see the package documentation.
+func Instrument(b []byte, o Options) (Module, error) {
 	if len(b) < 8 || string(b[:4]) != "\x00asm" {
 		return Module{}, errors.New("not a WebAssembly binary")
 	}
@@ -139,19 +187,32 @@ func Interrupts(b []byte) (Module, error) {
 	}
 
 	var types, importedGlobals, definedGlobals, start uint32
-	w := &rewriter{}
+	w := &rewriter{tramp: o.Trampoline != nil}
 	hasStart := false
+	exported := map[string]uint32{} // function exports, by name
 	for _, s := range secs {
 		r := &reader{b: s.body}
 		switch s.id {
 		case secType:
 			types = r.u32()
 		case secImport:
-			w.importedFuncs, importedGlobals = countImports(r)
+			w.importedFuncs, importedGlobals, w.importedTables = countImports(r)
 		case secGlobal:
 			definedGlobals = r.u32()
 		case secStart:
 			start, hasStart = r.u32(), true
+		case secExport:
+			if w.tramp {
+				n := r.u32()
+				for i := uint32(0); i < n && r.err == nil; i++ {
+					name, _ := r.name()
+					kind := r.byte()
+					idx := r.u32()
+					if kind == 0x00 {
+						exported[name] = idx
+					}
+				}
+			}
 		}
 		if r.err != nil {
 			return Module{}, fmt.Errorf("%s section: %w", sectionName(s.id), r.err)
@@ -168,6 +229,39 @@ func Interrupts(b []byte) (Module, error) {
 	// budget global, and the start function's export.
 	newType := []byte{0x60, 0x00, 0x01, 0x7f} // () -> (i32)
 	newImport := cat(appendName(nil, YieldModule), appendName(nil, YieldName), []byte{0x00}, leb128.AppendUint(nil, uint64(types)))
+	nImports := uint32(1)
+	// The trampoline: its table's import, and an element segment per
+	// function it holds, explicit table index and function index vector.
+	var newElems []byte
+	if w.tramp {
+		slots := TrampolineSlots(len(o.Trampoline))
+		newImport = cat(newImport, appendName(nil, TrampolineModule), appendName(nil, TrampolineTable),
+			[]byte{0x01, 0x70, 0x00}, leb128.AppendUint(nil, uint64(slots)))
+		nImports++
+		fns := make([]int64, slots)
+		fns[0] = -1
+		if hasStart {
+			fns[0] = int64(start)
+		}
+		for i, name := range o.Trampoline {
+			fns[i+1] = -1
+			if idx, ok := exported[name]; ok && name != "" {
+				fns[i+1] = int64(idx)
+			}
+		}
+		for slot, fn := range fns {
+			if fn < 0 {
+				continue
+			}
+			newElems = append(newElems, 0x02)
+			newElems = leb128.AppendUint(newElems, uint64(w.importedTables))
+			newElems = append(newElems, 0x41)
+			newElems = leb128.AppendInt(newElems, int64(slot))
+			newElems = append(newElems, 0x0b, 0x00, 0x01)
+			newElems = leb128.AppendUint(newElems, uint64(w.funcIndex(uint32(fn))))
+			w.addedElems++
+		}
+	}
 	newGlobal := cat([]byte{0x7f, 0x01, 0x41}, leb128.AppendInt(nil, Budget), []byte{0x0b})
 	var newExports []byte
 	nExports := uint32(0)
@@ -185,7 +279,15 @@ func Interrupts(b []byte) (Module, error) {
 		case secType:
 			out, err = appendVecSection(out, id, old, 1, newType)
 		case secImport:
-			out, err = appendVecSection(out, id, old, 1, newImport)
+			out, err = appendVecSection(out, id, old, nImports, newImport)
+		case secElem:
+			var body []byte
+			if old != nil {
+				body, err = w.elements(old)
+			}
+			if err == nil && (body != nil || w.addedElems > 0) {
+				out, err = prependVecSection(out, id, body, w.addedElems, newElems)
+			}
 		case secGlobal:
 			var body []byte
 			if old != nil {
@@ -206,9 +308,10 @@ func Interrupts(b []byte) (Module, error) {
 		done[id] = true
 		return err
 	}
+	added := []byte{secType, secImport, secGlobal, secExport, secElem}
 	for _, s := range secs {
 		if s.id != secCustom {
-			for _, id := range []byte{secType, secImport, secGlobal, secExport} {
+			for _, id := range added {
 				if !done[id] && sectionRank[s.id] > sectionRank[id] {
 					if err := add(id, nil); err != nil {
 						return Module{}, err
@@ -219,16 +322,12 @@ func Interrupts(b []byte) (Module, error) {
 		var body []byte
 		var err error
 		switch s.id {
-		case secType, secImport, secGlobal, secExport:
+		case secType, secImport, secGlobal, secExport, secElem:
 			err = add(s.id, s.body)
 		case secStart:
 			// Removed: the host calls StartExport after instantiation.
 		case secTable:
 			if body, err = capTables(s.body); err == nil {
-				out = appendSection(out, s.id, body)
-			}
-		case secElem:
-			if body, err = w.elements(s.body); err == nil {
 				out = appendSection(out, s.id, body)
 			}
 		case secCode:
@@ -254,7 +353,7 @@ func Interrupts(b []byte) (Module, error) {
 			return Module{}, fmt.Errorf("%s section: %w", sectionName(s.id), err)
 		}
 	}
-	for _, id := range []byte{secType, secImport, secGlobal, secExport} {
+	for _, id := range added {
 		if !done[id] {
 			if err := add(id, nil); err != nil {
 				return Module{}, err
@@ -301,6 +400,25 @@ func appendVecSection(out []byte, id byte, old []byte, n uint32, extra []byte) (
 	return appendSection(out, id, body), nil
 }
 
+// prependVecSection appends a vector section made of n elements, encoded in
+// extra, followed by old's (old may be nil).
+func prependVecSection(out []byte, id byte, old []byte, n uint32, extra []byte) ([]byte, error) {
+	var count uint32
+	var rest []byte
+	if old != nil {
+		r := &reader{b: old}
+		count = r.u32()
+		if r.err != nil {
+			return nil, fmt.Errorf("%s section: %w", sectionName(id), r.err)
+		}
+		rest = old[r.off:]
+	}
+	body := leb128.AppendUint(make([]byte, 0, 5+len(rest)+len(extra)), uint64(count+n))
+	body = append(body, extra...)
+	body = append(body, rest...)
+	return appendSection(out, id, body), nil
+}
+
 func appendName(out []byte, name string) []byte {
 	out = leb128.AppendUint(out, uint64(len(name)))
 	return append(out, name...)
@@ -328,8 +446,8 @@ func sectionName(id byte) string {
 	return fmt.Sprintf("section %d", id)
 }
 
-// countImports counts an import section's functions and globals.
-func countImports(r *reader) (funcs, globals uint32) {
+// countImports counts an import section's functions, globals and tables.
+func countImports(r *reader) (funcs, globals, tables uint32) {
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		_, _ = r.name()
@@ -341,6 +459,7 @@ func countImports(r *reader) (funcs, globals uint32) {
 		case 0x01: // table: reference type, limits
 			r.byte()
 			r.limits()
+			tables++
 		case 0x02: // memory: limits
 			r.limits()
 		case 0x03: // global: value type, mutability
@@ -354,7 +473,7 @@ func countImports(r *reader) (funcs, globals uint32) {
 			r.fail(fmt.Errorf("import %d: unknown kind 0x%02x", i, kind))
 		}
 	}
-	return funcs, globals
+	return funcs, globals, tables
 }
 
 // exports renumbers the function exports, refusing StartExport.
@@ -369,8 +488,11 @@ func (w *rewriter) exports(body []byte) ([]byte, error) {
 		}
 		kind := r.byte()
 		idx := r.u32()
-		if kind == 0x00 {
+		switch kind {
+		case 0x00:
 			idx = w.funcIndex(idx)
+		case 0x01:
+			idx = w.tableIndex(idx)
 		}
 		out = append(appendName(out, name), kind)
 		out = leb128.AppendUint(out, uint64(idx))
@@ -422,15 +544,29 @@ func (w *rewriter) elements(body []byte) ([]byte, error) {
 		if flags > 7 {
 			return nil, fmt.Errorf("element segment %d: flags %d; want 0..7", i, flags)
 		}
-		out = leb128.AppendUint(out, uint64(flags))
+		// An active segment of table 0 (flags 0 or 4) names its table
+		// once tables are renumbered (flags 2 or 6), with the element
+		// kind or reference type those encodings add.
+		implicit := flags&3 == 0 && w.tableIndex(0) != 0
+		if implicit {
+			out = leb128.AppendUint(out, uint64(flags|2))
+			out = leb128.AppendUint(out, uint64(w.tableIndex(0)))
+		} else {
+			out = leb128.AppendUint(out, uint64(flags))
+		}
 		if flags&3 == 2 { // explicit table index
-			out = leb128.AppendUint(out, uint64(r.u32()))
+			out = leb128.AppendUint(out, uint64(w.tableIndex(r.u32())))
 		}
 		if flags&1 == 0 { // active: an offset
 			out = w.constExpr(r, out)
 		}
-		if flags&3 != 0 { // element kind or reference type
+		switch {
+		case flags&3 != 0: // element kind or reference type
 			out = append(out, r.byte())
+		case implicit && flags&4 == 0:
+			out = append(out, 0x00) // funcref, as element kind
+		case implicit:
+			out = append(out, 0x70) // funcref, as reference type
 		}
 		m := r.u32()
 		out = leb128.AppendUint(out, uint64(m))
@@ -445,8 +581,9 @@ func (w *rewriter) elements(body []byte) ([]byte, error) {
 	return out, r.end()
 }
 
-// names renumbers the function names (subsection 1) and the functions of
-// local names (subsection 2) of the name section; the others are copied.
+// names renumbers the function names (subsection 1), the functions of local
+// names (subsection 2), the table names (5) and the element segment names
+// (8) of the name section; the others are copied.
 func (w *rewriter) names(body []byte) ([]byte, error) {
 	r := &reader{b: body}
 	name, _ := r.name()
@@ -457,7 +594,8 @@ func (w *rewriter) names(body []byte) ([]byte, error) {
 		if r.err != nil {
 			break
 		}
-		if id != 1 && id != 2 {
+		renumber := map[byte]func(uint32) uint32{1: w.funcIndex, 2: w.funcIndex, 5: w.tableIndex, 8: w.elemIndex}[id]
+		if renumber == nil {
 			out = append(out, id)
 			out = leb128.AppendUint(out, uint64(len(sub)))
 			out = append(out, sub...)
@@ -467,9 +605,9 @@ func (w *rewriter) names(body []byte) ([]byte, error) {
 		n := sr.u32()
 		nb := leb128.AppendUint(make([]byte, 0, len(sub)+8), uint64(n))
 		for i := uint32(0); i < n && sr.err == nil; i++ {
-			nb = leb128.AppendUint(nb, uint64(w.funcIndex(sr.u32())))
+			nb = leb128.AppendUint(nb, uint64(renumber(sr.u32())))
 			at := sr.off
-			if id == 1 {
+			if id != 2 {
 				_, _ = sr.name()
 			} else {
 				locals := sr.u32()
@@ -579,11 +717,21 @@ func (w *rewriter) function(out, fb []byte) ([]byte, error) {
 	for r.off < len(fb) {
 		at := r.off
 		op := r.byte()
-		switch op {
-		case 0x10, 0x12, 0xd2: // call, return_call, ref.func
+		switch {
+		case op == 0x10 || op == 0x12 || op == 0xd2: // call, return_call, ref.func
 			idx := r.u32()
 			out = append(out, op)
 			out = leb128.AppendUint(out, uint64(w.funcIndex(idx)))
+		case w.tramp && (op == 0x11 || op == 0x13): // call_indirect, return_call_indirect: type, table
+			typ := r.u32()
+			out = append(out, op)
+			out = leb128.AppendUint(out, uint64(typ))
+			out = leb128.AppendUint(out, uint64(w.tableIndex(r.u32())))
+		case w.tramp && (op == 0x25 || op == 0x26): // table.get, table.set
+			out = append(out, op)
+			out = leb128.AppendUint(out, uint64(w.tableIndex(r.u32())))
+		case w.tramp && op == 0xfc:
+			out = w.misc(r, out)
 		default:
 			skipImmediates(r, op)
 			out = append(out, fb[at:r.off]...)
@@ -600,6 +748,28 @@ func (w *rewriter) function(out, fb []byte) ([]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// misc copies a 0xfc instruction (its prefix read already), renumbering
+// its table and element segment indices.
+func (w *rewriter) misc(r *reader, out []byte) []byte {
+	sub := r.u32()
+	out = leb128.AppendUint(append(out, 0xfc), uint64(sub))
+	switch sub {
+	case 12: // table.init elem, table
+		out = leb128.AppendUint(out, uint64(w.elemIndex(r.u32())))
+		return leb128.AppendUint(out, uint64(w.tableIndex(r.u32())))
+	case 13: // elem.drop elem
+		return leb128.AppendUint(out, uint64(w.elemIndex(r.u32())))
+	case 14: // table.copy table, table
+		out = leb128.AppendUint(out, uint64(w.tableIndex(r.u32())))
+		return leb128.AppendUint(out, uint64(w.tableIndex(r.u32())))
+	case 15, 16, 17: // table.grow, table.size, table.fill
+		return leb128.AppendUint(out, uint64(w.tableIndex(r.u32())))
+	}
+	at := r.off
+	skipMisc(r, sub)
+	return append(out, r.b[at:r.off]...)
 }
 
 // skipImmediates reads the immediates of the instruction op (read already)

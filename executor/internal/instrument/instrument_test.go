@@ -235,7 +235,7 @@ func TestReservedNames(t *testing.T) {
 }
 
 // FuzzInterrupts: Interrupts never panics, and a module that wazero compiles
-// still compiles once instrumented. Only modules that pass InspectModule's
+// still compiles once instrumented, with a trampoline table or without. Only modules that pass InspectModule's
 // structural limits reach wazero, as in the engine.
 func FuzzInterrupts(f *testing.F) {
 	paths, _ := filepath.Glob(filepath.Join(enginetest.AgentsDir(), "*.wasm"))
@@ -261,6 +261,16 @@ func FuzzInterrupts(f *testing.F) {
 		c, err := r.CompileModule(ctx, inst.Wasm)
 		if err != nil {
 			t.Fatalf("the instrumented module does not compile: %v", err)
+		}
+		_ = c.Close(ctx)
+		// With a trampoline table too.
+		inst, err = instrument.Instrument(wasm, instrument.Options{Trampoline: []string{"_initialize", "run"}})
+		if err != nil {
+			t.Fatalf("Instrument with a trampoline refused a module wazero compiles: %v", err)
+		}
+		c, err = r.CompileModule(ctx, inst.Wasm)
+		if err != nil {
+			t.Fatalf("the module instrumented with a trampoline does not compile: %v", err)
 		}
 		_ = c.Close(ctx)
 	})

@@ -4,3 +4,4 @@ set -eu
 cd "$(dirname "$0")"
 wat2wasm features.wat -o features.wasm
 wat2wasm --debug-names features.wat -o features_names.wasm
+wat2wasm oob_elem.wat -o oob_elem.wasm
