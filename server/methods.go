@@ -21,12 +21,12 @@ type method struct {
 	// them.
 	decode func(raw json.RawMessage) (any, error)
 	call   func(ctx context.Context, ss *session, p any) (any, error)
-	// inline, when set, says whether a call with these (decoded) params
-	// runs on the connection's reader instead of a goroutine of its own.
-	// Only a call that cannot wait on anything may: not on I/O, a commit,
-	// a timer, nor room in the outbound queue; it holds up the reading of
-	// the connection while it runs.
-	inline func(ss *session, p any) bool
+	// try, when set, runs a call on the connection's reader if it needs
+	// no waiting, and says done; otherwise (done false) the call runs on a
+	// goroutine of its own, with call. Only what cannot wait may run
+	// there: not on I/O, a commit, a timer, nor room in the outbound
+	// queue; it holds up the reading of the connection while it runs.
+	try func(ctx context.Context, ss *session, p any) (res any, err error, done bool)
 	// overCap: run even when the connection is over its in-flight cap
 	// (unsubscribe, which frees what it names and cannot wait).
 	overCap bool
@@ -71,21 +71,52 @@ func decodeParams(raw json.RawMessage, p any) error {
 	return protocol.DecodeParams(raw, p)
 }
 
-// Who runs on the connection's reader (method.inline).
-func always(*session, any) bool { return true }
+// quick: every call of m runs on the connection's reader.
+func (m method) quick() method {
+	return m.quickIf(func(*session, any) bool { return true })
+}
 
-// whenStoreInline: the call reads or writes the store, which is fine on the
-// reader only when the store answers without waiting (Config.StoreNeverWaits).
-func whenStoreInline(ss *session, _ any) bool { return ss.srv.cfg.StoreNeverWaits }
+// quickIf: a call of m runs on the connection's reader when ok says so.
+func (m method) quickIf(ok func(ss *session, p any) bool) method {
+	call := m.call
+	m.try = func(ctx context.Context, ss *session, p any) (any, error, bool) {
+		if !ok(ss, p) {
+			return nil, nil, false
+		}
+		res, err := call(ctx, ss, p)
+		return res, err, true
+	}
+	return m
+}
 
-// submitInline: a task.submit that subscribes writes its first events with
+// storeNeverWaits: the call reads or writes the store, which may happen on
+// the reader only when the store answers without waiting
+// (Config.StoreNeverWaits).
+func storeNeverWaits(ss *session, _ any) bool { return ss.srv.cfg.StoreNeverWaits }
+
+// submitQuick: a task.submit that subscribes writes its first events with
 // back-pressure (eventFeed.flush), so it runs on a goroutine of its own.
-func submitInline(ss *session, p any) bool {
+func submitQuick(ss *session, p any) bool {
 	return ss.srv.cfg.StoreNeverWaits && !p.(*protocol.SubmitParams).Subscribe
 }
 
-func (m method) runsInline(when func(*session, any) bool) method {
-	m.inline = when
+// tryTaskWait answers a task.wait on the reader when there is nothing to
+// wait for: the task has ended (the usual case when a client waits for a
+// short task it has just submitted), does not exist, or timeout_ms is 0.
+func tryTaskWait(ctx context.Context, ss *session, p any) (any, error, bool) {
+	if !ss.srv.cfg.StoreNeverWaits {
+		return nil, nil, false
+	}
+	w := p.(*protocol.WaitParams)
+	t, err := ss.sched().Task(ctx, w.TaskID)
+	if err != nil || t.State.Terminal() || (w.TimeoutMs != nil && *w.TimeoutMs <= 0) {
+		return t, err, true
+	}
+	return nil, nil, false
+}
+
+func (m method) tries(try func(ctx context.Context, ss *session, p any) (any, error, bool)) method {
+	m.try = try
 	return m
 }
 
@@ -107,19 +138,19 @@ func methodTable() map[string]method {
 	return map[string]method{
 		protocol.MethodAgentRegister:   bind(agentRegister).logsAt(zerolog.InfoLevel),
 		protocol.MethodAgentList:       bind(agentList),
-		protocol.MethodAgentGet:        bind(agentGet).runsInline(always),
+		protocol.MethodAgentGet:        bind(agentGet).quick(),
 		protocol.MethodAgentUnregister: bind(agentUnregister).logsAt(zerolog.InfoLevel),
 		protocol.MethodAgentStats:      bind(agentStats),
-		protocol.MethodTaskSubmit:      bind(taskSubmit).runsInline(submitInline),
-		protocol.MethodTaskGet:         bind(taskGet).runsInline(whenStoreInline),
-		protocol.MethodTaskWait:        bind(taskWait),
+		protocol.MethodTaskSubmit:      bind(taskSubmit).quickIf(submitQuick),
+		protocol.MethodTaskGet:         bind(taskGet).quickIf(storeNeverWaits),
+		protocol.MethodTaskWait:        bind(taskWait).tries(tryTaskWait),
 		protocol.MethodTaskCancel:      bind(taskCancel).logsAt(zerolog.InfoLevel),
 		protocol.MethodTaskList:        bind(taskList),
 		protocol.MethodTaskSubscribe:   bind(taskSubscribe),
-		protocol.MethodUnsubscribe:     bind(unsubscribe).runsInline(always).evenOverCap(),
+		protocol.MethodUnsubscribe:     bind(unsubscribe).quick().evenOverCap(),
 		protocol.MethodKPISubscribe:    bind(kpiSubscribe),
 		protocol.MethodKPIGet:          bind(kpiGet),
-		protocol.MethodSystemHealth:    bind(systemHealth).runsInline(always),
+		protocol.MethodSystemHealth:    bind(systemHealth).quick(),
 		protocol.MethodRPCDiscover:     bind(rpcDiscover),
 	}
 }

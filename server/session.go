@@ -228,6 +228,10 @@ func (ss *session) readLoop() {
 	defer close(ss.readerDone)
 	for {
 		msg, err := ss.t.read()
+		if err == nil {
+			ss.handleMessage(msg)
+			continue
+		}
 		var fe *frameError
 		switch {
 		case errors.As(err, &fe):
@@ -239,7 +243,7 @@ func (ss *session) readLoop() {
 		case errors.Is(err, errBinaryFrame):
 			ss.abort(endBinary)
 			return
-		case err != nil:
+		default:
 			if errors.Is(err, errPeerClosed) {
 				ss.abort(endPeerGone)
 			} else {
@@ -248,7 +252,6 @@ func (ss *session) readLoop() {
 			}
 			return
 		}
-		ss.handleMessage(msg)
 	}
 }
 
@@ -402,7 +405,7 @@ func (ss *session) handleMessage(msg []byte) {
 }
 
 // dispatch runs one request: on the reader itself when its method cannot
-// wait on anything (method.inline), on a goroutine of its own otherwise. It
+// wait on anything (method.try), on a goroutine of its own otherwise. It
 // answers at once, without running it, a request that comes while the
 // session is ending or over its in-flight cap (unsubscribe excepted: it
 // frees what it names).
@@ -438,15 +441,15 @@ func (ss *session) dispatch(req request, b *batchReply) {
 		ss.finish(req, b, began, nil, protocol.Errorf(protocol.ErrMethodNotFound, "no method %q; rpc.discover lists them", clipText([]byte(req.Method))))
 		return
 	}
-	var p any
-	if m.inline != nil {
-		var err error
-		if p, err = ss.decode(m, req); err != nil {
-			ss.finish(req, b, began, nil, err)
-			return
-		}
-		if m.inline(ss, p) {
-			res, err := ss.call(m, req, p)
+	// Params are decoded here: a goroutine of its own would grow its stack
+	// to decode them.
+	p, err := ss.decode(m, req)
+	if err != nil {
+		ss.finish(req, b, began, nil, err)
+		return
+	}
+	if m.try != nil {
+		if res, err, done := ss.call(m, req, p, true); done {
 			ss.finish(req, b, began, res, err)
 			return
 		}
@@ -454,19 +457,11 @@ func (ss *session) dispatch(req request, b *batchReply) {
 	ss.spawn(m, req, b, began, p)
 }
 
-// spawn runs a request on a goroutine of its own, decoding its params there
-// unless p holds them already. (A function of its own, so that what its
-// goroutine captures is allocated only when one starts.)
+// spawn runs a request on a goroutine of its own. (A function of its own, so
+// that what its goroutine captures is allocated only when one starts.)
 func (ss *session) spawn(m method, req request, b *batchReply, began time.Time, p any) {
 	go func() {
-		var res any
-		var err error
-		if p == nil {
-			p, err = ss.decode(m, req)
-		}
-		if err == nil {
-			res, err = ss.call(m, req, p)
-		}
+		res, err, _ := ss.call(m, req, p, false)
 		ss.finish(req, b, began, res, err)
 	}()
 }
@@ -514,13 +509,16 @@ func (ss *session) requestDone() {
 // decode decodes a request's params for m, recovering a panic into an
 // internal error.
 func (ss *session) decode(m method, req request) (p any, err error) {
-	defer ss.recoverPanic(req.Method, &err)
+	var done bool
+	defer ss.recoverPanic(req.Method, &err, &done)
 	return m.decode(req.Params)
 }
 
-// call runs one request's method, recovering a panic into an internal error.
-func (ss *session) call(m method, req request, p any) (res any, err error) {
-	defer ss.recoverPanic(req.Method, &err)
+// call runs one request's method (m.call), or with try tries to run it
+// without waiting (m.try: done is false when it would have to wait). A panic
+// is recovered into an internal error, and done.
+func (ss *session) call(m method, req request, p any, try bool) (res any, err error, done bool) {
+	defer ss.recoverPanic(req.Method, &err, &done)
 	ctx := ss.ctx
 	if ss.logs(m.logs) {
 		// The request's logger rides in its context: the scheduler's
@@ -533,7 +531,11 @@ func (ss *session) call(m method, req request, p any) (res any, err error) {
 		}
 		ctx = ss.log.With().RawJSON("request_id", id).Logger().WithContext(ss.ctx)
 	}
-	return m.call(ctx, ss, p)
+	if try {
+		return m.try(ctx, ss, p)
+	}
+	res, err = m.call(ctx, ss, p)
+	return res, err, true
 }
 
 // logs reports whether the session's logger writes lines at level l.
@@ -541,8 +543,9 @@ func (ss *session) logs(l zerolog.Level) bool {
 	return l >= ss.log.GetLevel() && l >= zerolog.GlobalLevel()
 }
 
-func (ss *session) recoverPanic(method string, err *error) {
+func (ss *session) recoverPanic(method string, err *error, done *bool) {
 	if p := recover(); p != nil {
+		*done = true
 		ss.log.Error().Str("method", method).Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("panic in a method handler")
 		*err = protocol.Errorf(protocol.ErrInternal, "the server failed while handling %s; the log has the cause", method)
 	}

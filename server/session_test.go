@@ -76,10 +76,10 @@ func layerMethods(g *gates) map[string]method {
 				return json.RawMessage("null"), nil
 			}
 			return p.Value, nil
-		}).runsInline(always),
+		}).quick(),
 		"quickcrash": bind(func(_ context.Context, _ *session, _ *protocol.Empty) (protocol.Empty, error) {
 			panic("boom on the reader")
-		}).runsInline(always),
+		}).quick(),
 		// sub makes a subscription with nothing behind it, for unsubscribe
 		// (the real method) to end.
 		"sub": bind(func(_ context.Context, ss *session, p *protocol.UnsubscribeParams) (protocol.Empty, error) {
