@@ -61,9 +61,11 @@ type CheckedModule struct {
 //   - a wasi-command entry (default _start) has type () -> (); a fabric-v1
 //     module exports its memory as "memory" and an entry (default run) of
 //     type () -> (i32), and _initialize, if exported, has type () -> ();
-//   - its declared initial memory is at most maxMemoryBytes.
+//   - its declared initial memory is at most maxMemoryBytes;
+//   - spec.ReuseInstances is for fabric-v1 modules only (an error wrapping
+//     protocol.ErrInvalidParams that names reuse_instances).
 //
-// Its errors wrap protocol.ErrInvalidModule.
+// Its other errors wrap protocol.ErrInvalidModule.
 func CheckModule(info *ModuleInfo, spec ModuleSpec, wasi map[string]Signature, maxMemoryBytes uint64) (CheckedModule, error) {
 	for _, im := range info.Imports {
 		if err := checkImport(im, wasi); err != nil {
@@ -123,6 +125,11 @@ func CheckModule(info *ModuleInfo, spec ModuleSpec, wasi map[string]Signature, m
 			"entry %q has type %s; %s wants %s", c.Entry, t, c.ABI, want)
 	}
 
+	if spec.ReuseInstances && c.ABI != protocol.ABIFabricV1 {
+		return CheckedModule{}, protocol.Errorf(protocol.ErrInvalidParams,
+			"reuse_instances: want a %s module; this one is %s, whose %s runs once per instance",
+			protocol.ABIFabricV1, c.ABI, c.Entry)
+	}
 	if c.InitialMemoryBytes > maxMemoryBytes {
 		return CheckedModule{}, protocol.Errorf(protocol.ErrInvalidModule,
 			"declares %d bytes (%d pages) of initial linear memory; the server's ceiling is %d bytes",

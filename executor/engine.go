@@ -3,7 +3,8 @@
 // Engine has two implementations run through one conformance suite: wazero
 // (the default, pure Go) and wasmer (cgo, build tag "wasmer"). An engine
 // compiles a module once, at agent.register, and runs every task in a fresh
-// instance of it.
+// instance of it (or, for a module compiled with ReuseInstances, possibly
+// in one that ran its earlier tasks).
 package executor
 
 import (
@@ -41,10 +42,20 @@ type ModuleSpec struct {
 	ABI          string   // "" detects it from the exports
 	Entry        string   // "" for the ABI's default ("run" or "_start")
 	Capabilities []string // protocol.CapClock, protocol.CapRandom
+	// ReuseInstances lets the engine run a task in an instance that ran
+	// earlier tasks of this module (never two at once), keeping its linear
+	// memory and globals, instead of a fresh one: faster, and less
+	// isolated, since a task can see what earlier tasks left. Only for
+	// fabric-v1 modules (CheckModule refuses it for a wasi-command, whose
+	// _start runs once per instance). An engine that cannot reuse
+	// instances runs every task fresh, which honours it too.
+	ReuseInstances bool
 }
 
 // Module is a compiled module. Run may be called concurrently; each call runs
-// in its own instance and shares no state with any other.
+// in its own instance. Unless the module was compiled with ReuseInstances,
+// that instance is fresh and shares no state with any other; with it, the
+// instance may have run earlier tasks of the module, one at a time.
 type Module interface {
 	ABI() string
 	Entry() string

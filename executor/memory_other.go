@@ -13,7 +13,9 @@ import (
 // but grows by copying into a larger Go slice.
 type linearMemory struct {
 	limit   uint64
+	reserve uint64 // unused: the memory moves as it grows
 	buf     []byte
+	size    uint64
 	peak    uint64
 	refused bool
 	failed  error
@@ -21,10 +23,11 @@ type linearMemory struct {
 
 var _ experimental.MemoryAllocator = (*linearMemory)(nil)
 
-func (a *linearMemory) Allocate(_, max uint64) experimental.LinearMemory {
-	a.limit = min(a.limit, max)
-	return a
+func (a *linearMemory) begin(limit uint64) {
+	a.limit, a.peak, a.refused = limit, a.size, false
 }
+
+func (a *linearMemory) Allocate(_, _ uint64) experimental.LinearMemory { return a }
 
 func (a *linearMemory) Reallocate(size uint64) []byte {
 	if size > a.limit {
@@ -36,12 +39,13 @@ func (a *linearMemory) Reallocate(size uint64) []byte {
 		copy(b, a.buf)
 		a.buf = b
 	}
+	a.size = size
 	a.peak = max(a.peak, size)
 	return a.buf[:size:size]
 }
 
 func (a *linearMemory) Free()    {}
-func (a *linearMemory) release() { a.buf = nil }
+func (a *linearMemory) release() { *a = linearMemory{} }
 
 // threadCPUTime is not measured outside Linux: cpu_seconds is 0 there.
 func threadCPUTime() time.Duration { return 0 }

@@ -84,8 +84,13 @@ type RunState struct {
 }
 
 // Init readies s for a run of inv in a module of the given ABI and entry.
+// It keeps the buffers of the stderr tail of an earlier run (emptied).
 func (s *RunState) Init(inv *Invocation, abi, entry string) {
-	*s = RunState{inv: inv, abi: abi, entry: entry}
+	tail := s.tail
+	*s = RunState{inv: inv, abi: abi, entry: entry, tail: tail}
+	for i := range s.tail {
+		s.tail[i] = s.tail[i][:0]
+	}
 	s.stdoutOut.s = s
 	s.stdoutLog = logWriter{s: s}
 	s.stderr = logWriter{s: s, stderr: true}

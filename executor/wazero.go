@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/rs/zerolog"
 	"github.com/tetratelabs/wazero"
@@ -33,13 +35,23 @@ type WazeroOptions struct {
 	// Logger receives the engine's own events (refused modules at debug,
 	// host-function panics at error). The zero Logger logs nothing.
 	Logger zerolog.Logger
+	// MaxIdleInstances is how many instances a module compiled with
+	// ReuseInstances keeps idle between tasks, and how many shells (the
+	// per-instance host objects every run needs) any module keeps.
+	// Default: GOMAXPROCS, at least 4.
+	MaxIdleInstances int
+	// MaxIdleMemoryBytes bounds the linear memory of all the idle reused
+	// instances of the engine together; an instance that would pass it is
+	// closed instead. Default 512 MiB.
+	MaxIdleMemoryBytes uint64
 }
 
 // Defaults of WazeroOptions.
 const (
-	DefaultMaxMemoryBytes = 1 << 30
-	DefaultMaxModuleBytes = 64 << 20
-	maxWasm32Memory       = 1 << 32
+	DefaultMaxMemoryBytes     = 1 << 30
+	DefaultMaxModuleBytes     = 64 << 20
+	DefaultMaxIdleMemoryBytes = 512 << 20
+	maxWasm32Memory           = 1 << 32
 )
 
 // Validate checks o and fills its defaults.
@@ -60,12 +72,22 @@ func (o *WazeroOptions) Validate() error {
 	if o.MaxModuleBytes < 0 {
 		return fmt.Errorf("MaxModuleBytes: want a positive size; got %d", o.MaxModuleBytes)
 	}
+	if o.MaxIdleInstances < 0 {
+		return fmt.Errorf("MaxIdleInstances: want 0 (the default) or more; got %d", o.MaxIdleInstances)
+	}
+	if o.MaxIdleInstances == 0 {
+		o.MaxIdleInstances = max(4, runtime.GOMAXPROCS(0))
+	}
+	if o.MaxIdleMemoryBytes == 0 {
+		o.MaxIdleMemoryBytes = DefaultMaxIdleMemoryBytes
+	}
 	return nil
 }
 
 // Wazero is the default Engine, built on wazero (pure Go, no cgo) with its
 // optimizing compiler. A module is compiled once by Compile; every Run
-// instantiates it afresh, so no two runs share any state.
+// instantiates it afresh, so no two runs share any state, unless the module
+// was compiled with ReuseInstances (see Run for what that shares).
 //
 // The sandbox it gives a guest (GUEST_ABI.md):
 //   - imports: the fabric functions and wazero's wasi_snapshot_preview1, with
@@ -79,8 +101,15 @@ func (o *WazeroOptions) Validate() error {
 //   - random: without the random capability a SeededRand seeded with
 //     Invocation.Seed; with it crypto/rand.
 //   - memory: each run's linear memory is a fresh mmap reservation of the
-//     task's quota, committed as the guest grows; a grow past the quota fails
-//     (memory.grow returns -1) and makes a failing run memory_limit.
+//     task's quota (pooled, and zeroed in between), committed as the guest
+//     grows; a grow past the quota fails (memory.grow returns -1) and makes
+//     a failing run memory_limit.
+//   - data: Compile merges nearby data segments (instrument.MergeData),
+//     keeping the memory image, since instantiation applies them one by one.
+//   - calls: the guest's start function, _initialize and entry are called
+//     through a trampoline module's table (instrument.Trampoline), one
+//     instance of which serves instance after instance: wazero allocates a
+//     10 KiB call stack for every exported function it is asked for.
 //   - time: Compile instruments the module (package instrument) so that
 //     the guest calls the host at least every instrument.Budget function
 //     entries, loop iterations or straight-line stretches; there a guest
@@ -111,6 +140,10 @@ type Wazero struct {
 	rt    wazero.Runtime
 	cache wazero.CompilationCache
 	wasi  map[string]Signature
+	// trampoline is compiled once; each shell has an instance of it.
+	trampoline wazero.CompiledModule
+	// idleBytes is the linear memory of the idle reused instances.
+	idleBytes atomic.Int64
 
 	// closing is cancelled by Close, stopping every running guest.
 	closing  context.Context
@@ -156,6 +189,12 @@ func NewWazero(opts WazeroOptions) (*Wazero, error) {
 		e.closeRuntime(ctx)
 		return nil, fmt.Errorf("wazero engine: instantiating %s: %w", FabricModule, err)
 	}
+	tramp, err := e.rt.CompileModule(ctx, instrument.Trampoline(trampolineSlots, nil, []byte{byte(I32)}))
+	if err != nil {
+		e.closeRuntime(ctx)
+		return nil, fmt.Errorf("wazero engine: compiling the trampoline: %w", err)
+	}
+	e.trampoline = tramp
 	e.closing, e.stopRuns = context.WithCancel(context.Background())
 	return e, nil
 }
@@ -247,7 +286,11 @@ func (e *Wazero) Compile(ctx context.Context, spec ModuleSpec) (mod Module, err 
 	if err != nil {
 		return nil, err
 	}
-	inst, err := instrument.Interrupts(spec.Wasm)
+	initialize := ""
+	if checked.Initialize {
+		initialize = InitializeExport
+	}
+	inst, err := instrument.Instrument(spec.Wasm, instrument.Options{Trampoline: []string{initialize, checked.Entry}})
 	if err != nil {
 		// Let wazero's validation name the problem; if it accepts the
 		// module, refuse it for the instrumenter's reason.
@@ -279,6 +322,7 @@ func (e *Wazero) Compile(ctx context.Context, spec ModuleSpec) (mod Module, err 
 		initialMemory: checked.InitialMemoryBytes,
 		clock:         clock,
 		random:        random,
+		reuse:         spec.ReuseInstances,
 	}
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions()
 	if spec.Name != "" {
@@ -357,17 +401,20 @@ func (e *Wazero) closeRuntime(ctx context.Context) error {
 type wazeroModule struct {
 	e             *Wazero
 	compiled      wazero.CompiledModule
-	cfg           wazero.ModuleConfig // the base of every run's config
+	cfg           wazero.ModuleConfig // the base of every shell's config
 	abi, entry    string
 	initialize    bool
-	start         bool // the module's start function is exported as instrument.StartExport
+	start         bool // the module has a start function (trampoline slot 0)
 	initialMemory uint64
 	clock, random bool
+	reuse         bool // ModuleSpec.ReuseInstances
 
 	mu       sync.Mutex
 	closed   bool
 	active   int
 	released bool
+	shells   []*shell // idle shells without an instance
+	idle     []*shell // idle shells with a reusable instance (reuse only), most recent last
 }
 
 func (m *wazeroModule) ABI() string   { return m.abi }
@@ -412,8 +459,18 @@ func (m *wazeroModule) Close(ctx context.Context) error {
 }
 
 func (m *wazeroModule) release(ctx context.Context) error {
+	m.mu.Lock()
+	shells := append(m.shells, m.idle...)
+	for _, s := range m.idle {
+		m.e.idleBytes.Add(-int64(s.mem.size))
+	}
+	m.shells, m.idle = nil, nil
+	m.mu.Unlock()
 	m.e.mu.Lock()
 	defer m.e.mu.Unlock()
+	for _, s := range shells {
+		s.close() // harmless on a closed runtime; hands the memory back
+	}
 	if m.released || m.e.runtimeClosed { // the runtime released it already
 		return nil
 	}

@@ -9,12 +9,10 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
-	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/chimera-fabric/fabric/executor/internal/instrument"
@@ -31,17 +29,30 @@ var errStopGuest = errors.New("guest stopped by the host")
 // wazeroRun is one task's run.
 type wazeroRun struct {
 	RunState
+	inv       Invocation
 	module    *wazeroModule
 	callerCtx context.Context // Run's ctx
-	ctx       context.Context // the run's context: done on timeout, cancel or engine close
-	// interrupted is set once the run's context has ended: the guest is
-	// stopped at its next call into the host (its yield, at the latest).
-	interrupted atomic.Bool
-	mem         linearMemory
-	instantiate time.Duration // how long InstantiateModule took
+	// ctx is the run's context, with its timeout: the guest is stopped at
+	// its next call into the host (its yield, at the latest) once ctx or the
+	// engine's closing context is done.
+	ctx         context.Context
+	instantiate time.Duration // how long InstantiateModule took (0: reused)
 	rand        SeededRand
+	stdin       bytes.Reader
 	stdout      stopWriter
 	stderr      stopWriter
+}
+
+// runPool keeps wazeroRuns (and their stderr tail buffers) between runs.
+var runPool = sync.Pool{New: func() any { return new(wazeroRun) }}
+
+// free drops what r refers to and pools it; the Outcome built from it owns
+// its output, logs and KPIs.
+func (r *wazeroRun) free() {
+	tail := r.tail
+	*r = wazeroRun{}
+	r.tail = tail // emptied by Init
+	runPool.Put(r)
 }
 
 // stopWriter stops the guest (by panicking out of WASI's fd_write) once
@@ -60,17 +71,22 @@ func (w *stopWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// checkInterrupted stops the guest at a host call once its run's context
-// has ended.
+// stopping says the guest must stop: its run's context ended (timeout or
+// cancel) or the engine is closing.
+func (r *wazeroRun) stopping() bool {
+	return r.ctx.Err() != nil || r.module.e.isClosing()
+}
+
+// checkInterrupted stops the guest at a host call once it must stop.
 func (r *wazeroRun) checkInterrupted() {
-	if r.interrupted.Load() {
+	if r.stopping() {
 		r.Stop(r.module.interrupted(r.callerCtx, r))
 		panic(errStopGuest)
 	}
 }
 
 // nanosleep is the real sleep of agents with the clock capability; it ends
-// early when the run's context is done, so a sleeping guest can be stopped.
+// early when the guest must stop (it is stopped at its next host call).
 func (r *wazeroRun) nanosleep(ns int64) {
 	if ns <= 0 {
 		return
@@ -80,7 +96,7 @@ func (r *wazeroRun) nanosleep(ns int64) {
 	select {
 	case <-t.C:
 	case <-r.ctx.Done():
-		r.interrupted.Store(true)
+	case <-r.module.e.closing.Done():
 	}
 }
 
@@ -181,10 +197,27 @@ func apiTypes(ts []ValType) []api.ValueType {
 }
 
 // Run implements Module.
+//
+// A module compiled with ReuseInstances runs the task in an idle instance
+// that ran earlier tasks of the module when there is one (whose memory fits
+// the task's quota), and keeps the instance idle afterwards for a later
+// task, unless the run failed in any way (trap, timeout, cancel, a limit,
+// an error from the agent): then it is closed. What a task finds in a
+// reused instance is what the earlier ones left: its linear memory, globals
+// and tables, and the fake clock's readings, which go on where they were (a
+// guest's monotonic clock never goes back). What is the task's own, as in a
+// fresh instance: its input (and stdin), output, logs, KPIs, progress, the
+// random source (seeded with its seed), its memory quota, timeout and
+// output and log limits, and its usage (memory_peak_mb is the memory's
+// high-water mark during the task, counting from its size when the task
+// began; the start function and _initialize run, in the task that creates
+// the instance, only once).
 func (m *wazeroModule) Run(ctx context.Context, inv Invocation) (out Outcome) {
 	start := time.Now()
-	r := &wazeroRun{}
-	r.Init(&inv, m.abi, m.entry)
+	r := runPool.Get().(*wazeroRun)
+	defer r.free()
+	r.inv = inv
+	r.Init(&r.inv, m.abi, m.entry)
 	defer func() {
 		// Our own bug on the task's path: the task fails, the server goes on.
 		if p := recover(); p != nil {
@@ -214,87 +247,116 @@ func (m *wazeroModule) Run(ctx context.Context, inv Invocation) (out Outcome) {
 			FormatBytes(m.initialMemory), FormatBytes(limit))})
 	}
 
-	runCtx, cancel := context.WithCancel(ctx)
-	if inv.Timeout > 0 {
-		runCtx, cancel = context.WithTimeout(ctx, inv.Timeout)
+	var s *shell
+	if m.reuse {
+		s = m.getIdle(limit)
 	}
-	defer cancel()
-	defer context.AfterFunc(m.e.closing, cancel)()
-	defer context.AfterFunc(runCtx, func() { r.interrupted.Store(true) })()
-	r.module, r.callerCtx, r.ctx = m, ctx, runCtx
-	r.mem.limit = limit
-	defer r.mem.release()
+	if s == nil {
+		var err error
+		if s, err = m.getShell(); err != nil {
+			return r.Outcome(End{Err: protocol.NewTaskError(protocol.CodeInternal, "making the instance's shell: %v", err)})
+		}
+		if m.reuse {
+			s.mem.reserve = m.e.opts.MaxMemoryBytes
+		}
+	}
+	keep := false
+	defer func() {
+		// Before m.leave: a closed module's last run releases its shells.
+		if keep {
+			m.putIdle(s)
+		} else {
+			m.putShell(s)
+		}
+	}()
+
+	r.ctx = ctx
+	if inv.Timeout > 0 {
+		var cancel context.CancelFunc
+		r.ctx, cancel = context.WithTimeout(ctx, inv.Timeout)
+		defer cancel()
+	}
+	r.module, r.callerCtx = m, ctx
 	r.rand.Seed(inv.Seed)
+	r.stdin.Reset(inv.Input)
 	r.stdout = stopWriter{r, r.Stdout()}
 	r.stderr = stopWriter{r, r.Stderr()}
+	s.run = r
+	s.mem.begin(limit)
 
-	cfg := m.cfg.WithStdin(bytes.NewReader(inv.Input)).WithStdout(&r.stdout).WithStderr(&r.stderr)
-	if !m.random {
-		cfg = cfg.WithRandSource(&r.rand)
-	}
-	if m.clock {
-		cfg = cfg.WithNanosleep(r.nanosleep)
-	}
-	hctx := context.WithValue(experimental.WithMemoryAllocator(runCtx, &r.mem), runKey{}, r)
-
-	end, cpu := m.measured(ctx, hctx, cfg, r)
+	end, cpu := m.measured(ctx, s, r)
 	end.Usage = protocol.ResourceUsage{
 		CPUSeconds:   cpu.Seconds(),
-		MemoryPeakMB: float64(r.mem.peak) / (1 << 20),
+		MemoryPeakMB: float64(s.mem.peak) / (1 << 20),
 	}
-	end.MemoryRefused = r.mem.refused
+	end.MemoryRefused = s.mem.refused
 	end.MemoryLimitBytes = limit
-	if r.mem.failed != nil && end.Err == nil && r.Stopped() == nil {
-		end.Err = protocol.NewTaskError(protocol.CodeInternal, "linear memory: %v", r.mem.failed)
+	if s.mem.failed != nil && end.Err == nil && r.Stopped() == nil {
+		end.Err = protocol.NewTaskError(protocol.CodeInternal, "linear memory: %v", s.mem.failed)
 	}
 	end.Duration = time.Since(start)
 	end.Instantiate = r.instantiate
-	return r.Outcome(end)
+	out = r.Outcome(end)
+	keep = m.reuse && out.Err == nil && s.mem.failed == nil && s.guest != nil && !s.guest.IsClosed()
+	return out
 }
 
 // measured is call on an OS thread of its own, whose CPU clock measures it.
-func (m *wazeroModule) measured(ctx, hctx context.Context, cfg wazero.ModuleConfig, r *wazeroRun) (end End, cpu time.Duration) {
+func (m *wazeroModule) measured(ctx context.Context, s *shell, r *wazeroRun) (end End, cpu time.Duration) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	start := threadCPUTime()
 	defer func() { cpu = threadCPUTime() - start }()
-	return m.call(ctx, hctx, cfg, r), 0
+	return m.call(ctx, s, r), 0
 }
 
-// call instantiates the module and runs its entry (after _initialize for a
-// fabric-v1 reactor); the instance is closed before it returns.
-func (m *wazeroModule) call(ctx, hctx context.Context, cfg wazero.ModuleConfig, r *wazeroRun) End {
-	if r.ctx.Err() != nil {
+// call runs the task's entry in s's instance, instantiating the module
+// first when s has none (and then calling its start function and, for a
+// fabric-v1 reactor, _initialize). A module not compiled with
+// ReuseInstances gets a fresh instance, which is closed before call
+// returns; one compiled with it leaves the instance in s for the caller to
+// keep or close.
+func (m *wazeroModule) call(ctx context.Context, s *shell, r *wazeroRun) End {
+	if r.stopping() {
 		return End{Err: m.interrupted(ctx, r)}
 	}
-	began := time.Now()
-	mod, err := m.e.rt.InstantiateModule(hctx, m.compiled, cfg)
-	r.instantiate = time.Since(began)
-	if err != nil {
-		return End{Err: m.classify(ctx, r, err, "instantiating the module: ")}
-	}
-	defer mod.Close(context.Background())
-	if m.start {
-		if _, err := mod.ExportedFunction(instrument.StartExport).Call(hctx); err != nil {
-			return End{Err: m.classify(ctx, r, err, "start function: ")}
+	if s.guest == nil {
+		began := time.Now()
+		mod, err := m.e.rt.InstantiateModule(s.hctx, m.compiled, s.cfg)
+		r.instantiate = time.Since(began)
+		if err != nil {
+			return End{Err: m.classify(ctx, r, err, "instantiating the module: ")}
+		}
+		s.guest = mod
+		if !m.reuse {
+			defer s.closeInstance() // its memory goes back with the shell
+		}
+		if m.start {
+			if _, err := s.call(s.call0, slotStart); err != nil {
+				return End{Err: m.classify(ctx, r, err, "start function: ")}
+			}
+		}
+		if m.initialize {
+			if _, err := s.call(s.call0, slotInitialize); err != nil {
+				return End{Err: m.classify(ctx, r, err, InitializeExport+": ")}
+			}
 		}
 	}
-	if m.initialize {
-		if _, err := mod.ExportedFunction(InitializeExport).Call(hctx); err != nil {
-			return End{Err: m.classify(ctx, r, err, InitializeExport+": ")}
-		}
+	fn := s.call0
+	if m.abi == protocol.ABIFabricV1 {
+		fn = s.call1
 	}
-	res, err := mod.ExportedFunction(m.entry).Call(hctx)
+	res, err := s.call(fn, slotEntry)
 	if err != nil {
 		return End{Err: m.classify(ctx, r, err, "")}
 	}
-	if r.ctx.Err() != nil {
+	if r.stopping() {
 		// It ended after it was told to stop (say, out of a sleep that the
 		// timeout cut short): it did not finish in time.
 		return End{Err: m.interrupted(ctx, r)}
 	}
-	if m.abi == protocol.ABIFabricV1 && len(res) == 1 {
-		return End{Returned: true, Return: api.DecodeI32(res[0])}
+	if m.abi == protocol.ABIFabricV1 {
+		return End{Returned: true, Return: api.DecodeI32(res)}
 	}
 	return End{}
 }
@@ -312,7 +374,7 @@ func (m *wazeroModule) classify(ctx context.Context, r *wazeroRun, err error, wh
 		}
 		return r.ExitStatus(exit.ExitCode())
 	}
-	msg := err.Error()
+	msg := withoutTrampoline(err.Error())
 	switch {
 	case msg == "stack overflow" || strings.HasPrefix(msg, "wasm error: stack overflow"):
 		return protocol.NewTaskError(protocol.CodeTrap,
@@ -329,6 +391,23 @@ func (m *wazeroModule) classify(ctx context.Context, r *wazeroRun, err error, wh
 		return protocol.NewTaskError(protocol.CodeTrap, "%s%s", where, msg)
 	}
 	return protocol.NewTaskError(protocol.CodeInternal, "%s%s", where, msg)
+}
+
+// withoutTrampoline drops the trampoline's frames from the stack trace of
+// a trap: the guest's functions are called through it, which is the host's
+// business.
+func withoutTrampoline(msg string) string {
+	for {
+		i := strings.Index(msg, "\n"+instrument.TrampolineFrame)
+		if i < 0 {
+			return msg
+		}
+		j := strings.IndexByte(msg[i+1:], '\n')
+		if j < 0 {
+			return msg[:i]
+		}
+		msg = msg[:i] + msg[i+1+j:]
+	}
 }
 
 // interrupted says why a run's context ended: the caller cancelled (or its

@@ -195,3 +195,24 @@ func TestWazeroGCWhileGuestsLoop(t *testing.T) {
 	cancel()
 	wg.Wait()
 }
+
+// TestWazeroTrapTrace: a trap's message is the guest's own stack trace,
+// without the frame of the trampoline the host calls the guest through.
+func TestWazeroTrapTrace(t *testing.T) {
+	e := newWazero(t, executor.WazeroOptions{})
+	defer e.Close(context.Background())
+	m, err := e.Compile(context.Background(), executor.ModuleSpec{Name: "trap", Wasm: enginetest.Agent(t, "trap")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		out := m.Run(context.Background(), executor.Invocation{MemoryLimitBytes: 1 << 20})
+		if out.Err == nil || out.Err.Code != protocol.CodeTrap {
+			t.Fatalf("trap: %+v; want a trap", out.Err)
+		}
+		if !strings.HasPrefix(out.Err.Message, "wasm error: unreachable\nwasm stack trace:\n\t") ||
+			strings.Contains(out.Err.Message, "trampoline") || strings.HasSuffix(out.Err.Message, "\n") {
+			t.Fatalf("trap message %q; want wazero's with the guest's frames only", out.Err.Message)
+		}
+	}
+}

@@ -60,8 +60,25 @@ func Trampoline(slots uint32, results ...[]byte) []byte {
 		code = append(code, body...)
 	}
 	section(secCode, code)
+	// Names, so that a trap's stack trace names the trampoline's frame
+	// TrampolineModule.call<i> (see TrampolineFrame).
+	names := appendName(nil, "name")
+	mod := appendName(nil, TrampolineModule)
+	names = append(names, 0x00)
+	names = append(leb128.AppendUint(names, uint64(len(mod))), mod...)
+	fns := leb128.AppendUint(nil, n)
+	for i := range results {
+		fns = appendName(leb128.AppendUint(fns, uint64(i)), TrampolineCall(i))
+	}
+	names = append(names, 0x01)
+	names = append(leb128.AppendUint(names, uint64(len(fns))), fns...)
+	section(secCustom, names)
 	return b
 }
+
+// TrampolineFrame is how the stack trace of a trap (wazero's) begins the
+// line of a Trampoline function's frame.
+const TrampolineFrame = "\t" + TrampolineModule + ".call"
 
 // TrampolineCall is the name of the Trampoline module's i-th function.
 func TrampolineCall(i int) string { return "call" + strconv.Itoa(i) }
