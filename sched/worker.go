@@ -24,6 +24,7 @@ type runningTask struct {
 	// the running event of the worker's next task.
 	announced chan struct{}
 	prev      chan struct{} // announced of the worker's previous task
+	after     chan struct{} // the held event that made the task waiting (holdEvents), if any
 	// ended carries the end of the run from the worker to follow.
 	ended chan ending
 
@@ -109,6 +110,7 @@ func (s *Scheduler) runTask(ctx context.Context, t store.TaskRecord, started *st
 	// cancel it.
 	s.mu.Lock()
 	s.run[t.TaskID] = rt
+	rt.after = s.publishing[t.TaskID]
 	if s.cancel[t.TaskID] {
 		delete(s.cancel, t.TaskID)
 		cancel(errCancel)
@@ -189,48 +191,48 @@ func (s *Scheduler) execute(ctx context.Context, e *agentEntry, t *store.TaskRec
 
 // follow announces a claimed task and records how its run ended, in the
 // store's order: the "running" event once the claim is durable, then the
-// outcome, written after the claim and announced (event, waiters, KPIs)
-// once durable. A crash before the outcome commits runs the task again, as
-// for any task left running.
+// outcome, announced (event, waiters, KPIs) once durable. A crash before
+// the outcome commits runs the task again, as for any task left running.
+//
+// A run that ends before its claim commits has its outcome written at once:
+// the write is ordered after the claim, and UpdateTask refuses it unless
+// the task is running that very claim (its StartedAt), so an outcome never
+// lands without its claim, nor on a later claim of the same task. The two
+// commits are then announced in order.
 func (s *Scheduler) follow(ctx context.Context, rt *runningTask, started *store.Pending) {
 	defer s.wg.Done()
-	id := rt.rec.TaskID
-	ev, err := started.Wait()
-	if rt.prev != nil {
-		<-rt.prev
-	}
-	if err != nil {
-		// Not ours to run: the store holds the task as before the claim
-		// (it runs again), or as a write ordered before it left it.
-		rt.mu.Lock()
-		rt.done = true
-		rt.mu.Unlock()
-		rt.cancel(errClaimLost)
-		close(rt.announced)
-		if !errors.Is(err, store.ErrStateChanged) && !errors.Is(err, store.ErrNotFound) {
-			s.depth[rt.rec.Priority].Add(1)
-			s.poke()
+	var end ending
+	announced := false
+	select {
+	case <-started.Done():
+		if !s.announce(rt, started) {
+			return
 		}
-		s.storeFailed(fmt.Errorf("claiming task %s: %w", id, err))
-		return
+		announced = true
+		end = <-rt.ended
+	case end = <-rt.ended:
 	}
-	s.afterEvents(id) // what made it waiting goes out first
-	s.publish(ev)
-	close(rt.announced)
-
-	end := <-rt.ended
 	if end.requeue {
-		s.requeue(ctx, rt)
+		if announced || s.announce(rt, started) {
+			s.requeue(ctx, rt)
+		}
 		return
 	}
+
+	id := rt.rec.TaskID
 	rec := end.rec
-	var held chan struct{}
 	if rec.State == protocol.StateRetrying {
 		// The retry can be claimed as soon as it is written.
-		held = s.holdEvents(id)
+		held := s.holdEvents(id)
 		defer s.releaseEvents(id, held)
 	}
-	ev, err = s.st.UpdateTask(ctx, rec, protocol.StateRunning)
+	ev, err := s.st.UpdateTask(ctx, rec, protocol.StateRunning)
+	if !announced && !s.announce(rt, started) {
+		if err == nil {
+			s.storeFailed(fmt.Errorf("task %s: an outcome was recorded for a claim that was not", id))
+		}
+		return
+	}
 	if err != nil {
 		s.forget(id)
 		s.storeFailed(fmt.Errorf("recording the outcome of task %s: %w", id, err))
@@ -245,6 +247,37 @@ func (s *Scheduler) follow(ctx context.Context, rt *runningTask, started *store.
 		s.wakeWaiters(id, &rec.Task)
 	}
 	s.publish(ev)
+}
+
+// announce waits for a task's claim to commit and publishes its running
+// event, after the worker's previous task's and after the event that made
+// the task waiting. false means that the claim did not reach the store: the
+// run is stopped and nothing of it is recorded.
+func (s *Scheduler) announce(rt *runningTask, started *store.Pending) bool {
+	defer close(rt.announced)
+	ev, err := started.Wait()
+	if rt.prev != nil {
+		<-rt.prev
+	}
+	if err != nil {
+		// Not ours to run: the store holds the task as before the claim
+		// (it runs again), or as a write ordered before it left it.
+		rt.mu.Lock()
+		rt.done = true
+		rt.mu.Unlock()
+		rt.cancel(errClaimLost)
+		if !errors.Is(err, store.ErrStateChanged) && !errors.Is(err, store.ErrNotFound) {
+			s.depth[rt.rec.Priority].Add(1)
+			s.poke()
+		}
+		s.storeFailed(fmt.Errorf("claiming task %s: %w", rt.rec.TaskID, err))
+		return false
+	}
+	if rt.after != nil {
+		<-rt.after // what made it waiting goes out first
+	}
+	s.publish(ev)
+	return true
 }
 
 // invoke runs the guest; a panic on our side of the call becomes the task's

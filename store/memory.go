@@ -156,7 +156,7 @@ func (m *Memory) UpdateTask(ctx context.Context, t TaskRecord, expect protocol.S
 	if rec == nil {
 		return protocol.TaskEvent{}, taskNotFound(t.TaskID)
 	}
-	if rec.State != expect {
+	if rec.State != expect || !sameClaim(rec, &t, expect) {
 		return protocol.TaskEvent{}, stateChanged(t.TaskID, rec.State, expect)
 	}
 	applyUpdate(rec, &t)

@@ -270,5 +270,18 @@ func taskExists(id string) error {
 }
 
 func stateChanged(id string, got, expect protocol.State) error {
+	if got == expect {
+		return fmt.Errorf("%w: task %s is %s, but for another claim", ErrStateChanged, id, got)
+	}
 	return fmt.Errorf("%w: task %s is %s, not %s", ErrStateChanged, id, got, expect)
+}
+
+// sameClaim reports whether a stored task in state expect is the one t
+// describes: for a running task, the same claim (UpdateTask).
+func sameClaim(stored, t *TaskRecord, expect protocol.State) bool {
+	if expect != protocol.StateRunning {
+		return true
+	}
+	a, b := stored.StartedAt, t.StartedAt
+	return a == nil && b == nil || a != nil && b != nil && a.Equal(*b)
 }

@@ -131,7 +131,7 @@ func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Lo
 		{&w.stmts.updateTask, `UPDATE tasks SET priority = ?, state = ?, attempt = ?, max_retries = ?, timeout_ms = ?,
 			started_at = ?, finished_at = ?, next_attempt_at = ?, ready_at = ?, labels = ?, result = ?, error = ?,
 			attempt_errors = ?, done_at = ?
-			WHERE task_id = ? AND state = ? RETURNING queue_seq, agent`},
+			WHERE task_id = ? AND state = ? AND (state <> 'running' OR started_at IS ?) RETURNING queue_seq, agent`},
 		{&w.stmts.taskState, `SELECT state FROM tasks WHERE task_id = ?`},
 		{&w.stmts.claim, `UPDATE tasks SET state = 'running', attempt = attempt + 1, started_at = ?, ready_at = 0,
 			next_attempt_at = NULL WHERE queue_seq = ? AND state IN ('queued', 'retrying') RETURNING ` + taskCols},
@@ -458,7 +458,7 @@ func (w *writer) updateTask(t *TaskRecord, expect protocol.State, m *mutable, ev
 	var agent string
 	err := w.stmts.updateTask.QueryRow(int64(t.Priority), string(t.State), t.Attempt, t.MaxRetries, t.TimeoutMs,
 		m.started, m.finished, m.next, m.readyAt, m.labels, m.result, m.terr, m.attemptErrs, m.doneAt,
-		t.TaskID, string(expect)).Scan(&qseq, &agent)
+		t.TaskID, string(expect), m.started).Scan(&qseq, &agent)
 	if err == sql.ErrNoRows {
 		got, err := w.stateOf(t.TaskID)
 		if took != nil {

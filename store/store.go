@@ -90,6 +90,9 @@ type Store interface {
 	// UpdateTask writes t if the stored task is still in state expect, and
 	// appends the event describing t's new state; otherwise it writes nothing
 	// and returns ErrStateChanged (ErrNotFound if there is no such task).
+	// When expect is running, the stored task must also be running the
+	// claim t came from (the same StartedAt): an outcome is never recorded
+	// against a later claim of the task.
 	// What CreateTask fixed is not rewritten: TaskID, Agent, CreatedAt,
 	// IdempotencyKey, Input, InputIsJSON, Backoff, Quota, ParamsHash,
 	// QueueSeq. The event's At is *t.FinishedAt when t is finished, else the

@@ -247,6 +247,18 @@ func testUpdateTask(t *testing.T, s store.Store) {
 	}
 
 	run, _ := claim(t, s, at(1))
+	// An outcome is for the claim it came from: another StartedAt is
+	// another claim of the task.
+	other := run
+	otherStart := at(1).Add(time.Nanosecond)
+	other.StartedAt, other.State = &otherStart, protocol.StateSucceeded
+	if _, err := s.UpdateTask(ctx, other, protocol.StateRunning); !errors.Is(err, store.ErrStateChanged) {
+		t.Fatalf("UpdateTask of another claim: err = %v, want ErrStateChanged", err)
+	}
+	other.StartedAt = nil
+	if _, err := s.UpdateTask(ctx, other, protocol.StateRunning); !errors.Is(err, store.ErrStateChanged) {
+		t.Fatalf("UpdateTask without the claim's StartedAt: err = %v, want ErrStateChanged", err)
+	}
 	out := json.RawMessage(`{"ok":true}`)
 	gpu := 0.5
 	fin := at(3)
