@@ -85,8 +85,11 @@ var (
 // Handler computes a task's output from its input.
 type Handler func(in []byte) ([]byte, error)
 
-// Input returns the task's input. The bytes are read from the host once and
-// the same slice is returned on every call; callers must not modify it.
+// Input returns the task's input. The bytes are read from the host once per
+// task and the same slice is returned on every call; callers must not
+// modify it. (In a reactor whose instance the host reuses for task after
+// task, reuse_instances, Handle starts each task by forgetting the last
+// task's input.)
 func Input() []byte {
 	inputOnce.Do(func() { input = readInput() })
 	return input
@@ -179,6 +182,7 @@ func Handle(h Handler) (status int32) {
 			status = 1
 		}
 	}()
+	newTask()
 	out, err := h(Input())
 	if err != nil {
 		Fail(err)

@@ -31,6 +31,10 @@ var native struct {
 	stderr io.Writer
 }
 
+// newTask does nothing natively: a process runs one task, and its stdin
+// can be read once.
+func newTask() {}
+
 func readInput() []byte {
 	var r io.Reader = os.Stdin
 	if native.stdin != nil {

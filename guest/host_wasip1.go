@@ -2,7 +2,10 @@
 
 package guest
 
-import "unsafe"
+import (
+	"sync"
+	"unsafe"
+)
 
 // The fabric host module of GUEST_ABI.md. Pointers and lengths are i32 in
 // the module's signatures: the compiler lowers unsafe.Pointer to a 32-bit
@@ -30,6 +33,11 @@ func fabricProgress(permille int32)
 
 //go:wasmimport fabric kpi
 func fabricKPI(namePtr unsafe.Pointer, nameLen uint32, value float64)
+
+// newTask forgets the input read by an earlier task of the instance: a
+// reactor's instance may serve task after task (reuse_instances), each
+// entering through Handle. input_read may be called any number of times.
+func newTask() { inputOnce, input = sync.Once{}, nil }
 
 func readInput() []byte {
 	n := fabricInputLen()
