@@ -67,13 +67,21 @@ func BenchmarkGoAgentCompile(b *testing.B) {
 }
 
 // BenchmarkGoAgentRun is one task of a Go-built agent in a fresh instance,
-// as every task runs by default.
+// as every task runs by default, and ("reactor/reuse") in an instance
+// reused from the agent's earlier tasks (ModuleSpec.ReuseInstances; a
+// wasi-command cannot).
 func BenchmarkGoAgentRun(b *testing.B) {
-	for _, a := range goAgents {
-		b.Run(a.name, func(b *testing.B) {
+	runs := []struct {
+		name  string
+		agent int
+		reuse bool
+	}{{"echo", 0, false}, {"reactor", 1, false}, {"reactor/reuse", 1, true}}
+	for _, r := range runs {
+		a := goAgents[r.agent]
+		b.Run(r.name, func(b *testing.B) {
 			e := benchEngine(b)
 			ctx := context.Background()
-			m, err := e.Compile(ctx, executor.ModuleSpec{Name: a.name, Wasm: agentbuild.Build(b, a.pkg, a.opts...)})
+			m, err := e.Compile(ctx, executor.ModuleSpec{Name: a.name, Wasm: agentbuild.Build(b, a.pkg, a.opts...), ReuseInstances: r.reuse})
 			if err != nil {
 				b.Fatal(err)
 			}

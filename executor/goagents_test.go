@@ -2,6 +2,7 @@ package executor_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,31 @@ func TestWazeroGoAgents(t *testing.T) {
 		if out.Err == nil || out.Err.Code != protocol.CodeAgentError {
 			t.Fatalf("reactor on invalid UTF-8: %+v; want agent_error", out.Err)
 		}
+	})
+	t.Run("reactor reused", func(t *testing.T) {
+		// The Go runtime in one instance serves task after task; after
+		// an agent error the instance is replaced and the next task works.
+		m, err := e.Compile(ctx, executor.ModuleSpec{Name: "reactor", Wasm: agentbuild.Build(t, "examples/reactor", agentbuild.CShared()), ReuseInstances: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, in := range []string{"one", "two words", "\xff", "three word input", "four"} {
+			out := m.Run(ctx, inv(in, time.Minute))
+			if in == "\xff" {
+				if out.Err == nil || out.Err.Code != protocol.CodeAgentError {
+					t.Fatalf("task %d: %+v; want agent_error", i, out.Err)
+				}
+				continue
+			}
+			words := len(strings.Fields(in))
+			if out.Err != nil || !strings.Contains(string(out.Output), fmt.Sprintf(`"words":%d}`, words)) {
+				t.Fatalf("task %d (%q): %+v %q", i, in, out.Err, out.Output)
+			}
+			if (out.Instantiate > 0) != (i == 0 || i == 3) {
+				t.Errorf("task %d: instantiate %s; want an instance made only by the first task and the one after the error", i, out.Instantiate)
+			}
+		}
+		_ = m.Close(ctx)
 	})
 	t.Run("membomb quota", func(t *testing.T) {
 		m := compile(t, "echo")

@@ -151,7 +151,8 @@ type Wazero struct {
 
 	mu            sync.Mutex
 	closed        bool
-	active        int           // Compile and Run calls in progress
+	modules       map[*wazeroModule]struct{} // compiled and not released
+	active        int                        // Compile and Run calls in progress
 	idle          chan struct{} // closed once closed and active == 0
 	runtimeClosed bool
 	closeErr      error
@@ -167,7 +168,7 @@ func NewWazero(opts WazeroOptions) (*Wazero, error) {
 	ctx := context.Background()
 	// Not WithCloseOnContextDone: see instrument's package documentation.
 	cfg := wazero.NewRuntimeConfigCompiler()
-	e := &Wazero{opts: opts, log: opts.Logger}
+	e := &Wazero{opts: opts, log: opts.Logger, modules: map[*wazeroModule]struct{}{}}
 	if opts.CacheDir != "" {
 		cache, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
 		if err != nil {
@@ -335,6 +336,9 @@ func (e *Wazero) Compile(ctx context.Context, spec ModuleSpec) (mod Module, err 
 		cfg = cfg.WithRandSource(rand.Reader)
 	}
 	m.cfg = cfg
+	e.mu.Lock()
+	e.modules[m] = struct{}{}
+	e.mu.Unlock()
 	return m, nil
 }
 
@@ -377,6 +381,17 @@ func (e *Wazero) Close(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("wazero engine: closing while runs are active: %w", ctx.Err())
 		}
+	}
+	// Modules left open still hold shells, and reused instances their
+	// memory: hand it back before the runtime goes.
+	e.mu.Lock()
+	mods := make([]*wazeroModule, 0, len(e.modules))
+	for m := range e.modules {
+		mods = append(mods, m)
+	}
+	e.mu.Unlock()
+	for _, m := range mods {
+		m.releaseShells()
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -459,6 +474,20 @@ func (m *wazeroModule) Close(ctx context.Context) error {
 }
 
 func (m *wazeroModule) release(ctx context.Context) error {
+	m.releaseShells()
+	m.e.mu.Lock()
+	defer m.e.mu.Unlock()
+	delete(m.e.modules, m)
+	if m.released || m.e.runtimeClosed { // the runtime released it already
+		return nil
+	}
+	m.released = true
+	return m.compiled.Close(ctx)
+}
+
+// releaseShells closes the module's idle shells and instances, handing
+// their memory back.
+func (m *wazeroModule) releaseShells() {
 	m.mu.Lock()
 	shells := append(m.shells, m.idle...)
 	for _, s := range m.idle {
@@ -466,14 +495,7 @@ func (m *wazeroModule) release(ctx context.Context) error {
 	}
 	m.shells, m.idle = nil, nil
 	m.mu.Unlock()
-	m.e.mu.Lock()
-	defer m.e.mu.Unlock()
 	for _, s := range shells {
-		s.close() // harmless on a closed runtime; hands the memory back
+		s.close()
 	}
-	if m.released || m.e.runtimeClosed { // the runtime released it already
-		return nil
-	}
-	m.released = true
-	return m.compiled.Close(ctx)
 }

@@ -45,6 +45,7 @@ func Run(t *testing.T, newEngine func(t *testing.T) executor.Engine) {
 	t.Run("HostPanic", s.testHostPanic)
 	t.Run("Usage", s.testUsage)
 	t.Run("Isolation", s.testIsolation)
+	t.Run("Reuse", s.testReuse)
 	t.Run("ModuleClose", s.testModuleClose)
 	t.Run("EngineClose", func(t *testing.T) { testEngineClose(t, newEngine) })
 }
