@@ -153,7 +153,7 @@ type Wazero struct {
 	closed        bool
 	modules       map[*wazeroModule]struct{} // compiled and not released
 	active        int                        // Compile and Run calls in progress
-	idle          chan struct{} // closed once closed and active == 0
+	idle          chan struct{}              // closed once closed and active == 0
 	runtimeClosed bool
 	closeErr      error
 }
