@@ -164,7 +164,7 @@ func (r *guestRun) run(es *engineState, m *wasmer.Module) runDone {
 	defer func() {
 		r.setSampled(nil)
 		r.inst, r.mem = nil, nil
-		inst.Close()
+		r.w.spent = inst // closed once the parent has the outcome
 	}()
 	if q.HasMemory {
 		if r.mem, err = inst.Exports.GetMemory(exportMemory); err != nil {

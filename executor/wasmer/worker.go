@@ -58,6 +58,7 @@ type worker struct {
 	metering bool
 	eng      *engineState // the engine every module runs in, created on first use
 	modules  map[moduleKey]*wasmer.Module
+	spent    *wasmer.Instance // the last run's instance, to close after its reply
 }
 
 type moduleKey struct {
@@ -264,7 +265,14 @@ func (w *worker) request(t byte, payload []byte) error {
 			return fmt.Errorf("run request: %w", err)
 		}
 		done := w.run(&q)
-		return w.ev.send(evDone, done.encode(), true)
+		err := w.ev.send(evDone, done.encode(), true)
+		// Unmapping the instance's memory is the slowest part of its
+		// teardown; the parent need not wait for it.
+		if w.spent != nil {
+			w.spent.Close()
+			w.spent = nil
+		}
+		return err
 	}
 	return fmt.Errorf("unknown request type %d", t)
 }
