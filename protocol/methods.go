@@ -41,6 +41,9 @@ type RegisterParams struct {
 	Capabilities []string `json:"capabilities,omitempty"`
 	Limits       *Limits  `json:"limits,omitempty"`
 	Replace      bool     `json:"replace,omitempty"`
+	// ReuseInstances lets the engine run the agent's tasks in instances
+	// kept from its earlier tasks (fabric-v1 only; see Agent).
+	ReuseInstances bool `json:"reuse_instances,omitempty"`
 }
 
 // NameParams name one agent (agent.get, agent.unregister).

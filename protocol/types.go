@@ -122,6 +122,12 @@ type Agent struct {
 	Capabilities []string  `json:"capabilities"`
 	Limits       Limits    `json:"limits"`
 	RegisteredAt time.Time `json:"registered_at"`
+	// ReuseInstances: the agent's tasks may run in an instance that ran
+	// its earlier tasks (one at a time), which keeps its linear memory and
+	// globals. Faster; and a task can see what earlier tasks of the same
+	// agent left in that memory (never another agent's). An instance is
+	// discarded after any failed task. Off unless asked for at register.
+	ReuseInstances bool `json:"reuse_instances,omitempty"`
 }
 
 // AgentStats summarises an agent's tasks.

@@ -132,6 +132,9 @@ func (p *RegisterParams) Validate() error {
 	if len(p.Entry) > 255 {
 		return invalid("entry: at most 255 bytes")
 	}
+	if p.ReuseInstances && p.ABI == ABIWasiCommand {
+		return invalid("reuse_instances: want a %s agent; a %s's _start runs once per instance", ABIFabricV1, ABIWasiCommand)
+	}
 	seen := map[string]bool{}
 	for _, c := range p.Capabilities {
 		if c != CapClock && c != CapRandom {
