@@ -32,6 +32,7 @@ func (s *Scheduler) loadAgents(ctx context.Context) error {
 	for _, r := range recs {
 		mod, err := s.eng.Compile(ctx, executor.ModuleSpec{
 			Name: r.Name, Wasm: r.Module, ABI: r.ABI, Entry: r.Entry, Capabilities: r.Capabilities,
+			ReuseInstances: r.ReuseInstances,
 		})
 		if err != nil {
 			// The module was accepted once; an engine that refuses it now
@@ -78,7 +79,8 @@ func (s *Scheduler) RegisterAgent(ctx context.Context, p *protocol.RegisterParam
 	s.mu.Unlock()
 	if old != nil {
 		same := old.agent.Digest == digest && slices.Equal(old.agent.Capabilities, caps) && old.agent.Limits == limits &&
-			(p.ABI == "" || p.ABI == old.agent.ABI) && (p.Entry == "" || p.Entry == old.agent.Entry)
+			(p.ABI == "" || p.ABI == old.agent.ABI) && (p.Entry == "" || p.Entry == old.agent.Entry) &&
+			old.agent.ReuseInstances == p.ReuseInstances
 		if same {
 			return old.agent, nil
 		}
@@ -92,20 +94,22 @@ func (s *Scheduler) RegisterAgent(ctx context.Context, p *protocol.RegisterParam
 	began := time.Now()
 	mod, err := s.eng.Compile(ctx, executor.ModuleSpec{
 		Name: p.Name, Wasm: p.Wasm, ABI: p.ABI, Entry: p.Entry, Capabilities: caps,
+		ReuseInstances: p.ReuseInstances,
 	})
 	if err != nil {
 		return protocol.Agent{}, err
 	}
 	s.cfg.Metrics.Compiled(time.Since(began))
 	a := protocol.Agent{
-		Name:         p.Name,
-		Digest:       digest,
-		ABI:          mod.ABI(),
-		Entry:        mod.Entry(),
-		SizeBytes:    int64(len(p.Wasm)),
-		Capabilities: caps,
-		Limits:       limits,
-		RegisteredAt: s.now().UTC(),
+		Name:           p.Name,
+		Digest:         digest,
+		ABI:            mod.ABI(),
+		Entry:          mod.Entry(),
+		SizeBytes:      int64(len(p.Wasm)),
+		Capabilities:   caps,
+		Limits:         limits,
+		RegisteredAt:   s.now().UTC(),
+		ReuseInstances: p.ReuseInstances,
 	}
 	if err := s.st.PutAgent(ctx, store.AgentRecord{Agent: a, Module: p.Wasm}); err != nil {
 		mod.Close(context.Background())
