@@ -8,8 +8,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"unicode/utf8"
 
+	"github.com/chimera-fabric/fabric/internal/jsonscan"
 	"github.com/chimera-fabric/fabric/protocol"
 )
 
@@ -67,7 +67,7 @@ func parseMessage(data []byte) inbound {
 		return inbound{items: []item{parseRequest(data)}}
 	}
 	var in inbound
-	for e := range arrayElements(data) {
+	for e := range jsonscan.Elements(data) {
 		in.items = append(in.items, parseRequest(e))
 	}
 	if len(in.items) == 0 {
@@ -95,9 +95,8 @@ func checkJSON(data []byte) *protocol.Error {
 }
 
 // parseRequest validates one request object (already known to be valid
-// JSON). Its members are read by objectMembers, not json.Unmarshal into a
-// map: ids, the method's name and params are slices of the message as it
-// came, not copies.
+// JSON). Its members are read by jsonscan, not json.Unmarshal into a map:
+// ids and params are slices of the message as it came, not copies.
 func parseRequest(raw json.RawMessage) item {
 	raw = bytes.TrimSpace(raw)
 	if raw[0] != '{' {
@@ -106,7 +105,7 @@ func parseRequest(raw json.RawMessage) item {
 	var id, version, meth, params json.RawMessage
 	var hasID, hasVersion, hasMethod, hasParams bool
 	var extra []string
-	for key, val := range objectMembers(raw) {
+	for key, val := range jsonscan.Members(raw) {
 		// A repeated member counts once, the last one, as encoding/json
 		// decodes it.
 		switch memberName(key) {
@@ -165,102 +164,6 @@ func parseRequest(raw json.RawMessage) item {
 	return it
 }
 
-// The scanners below walk JSON that json.Valid has accepted; on anything
-// else their results mean nothing (but they stay within the slice).
-
-// objectMembers yields the members of a valid JSON object: each key as
-// written (quoted, escapes and all) and its value, without the whitespace
-// around either.
-func objectMembers(obj []byte) func(yield func(key, val []byte) bool) {
-	return func(yield func(key, val []byte) bool) {
-		i := skipSpace(obj, 1) // past '{'
-		for i < len(obj) && obj[i] == '"' {
-			k := skipValue(obj, i)
-			key := obj[i:k]
-			i = skipSpace(obj, k)
-			i = skipSpace(obj, i+1) // past ':'
-			v := skipValue(obj, i)
-			if !yield(key, obj[i:v]) {
-				return
-			}
-			i = skipSpace(obj, v)
-			if i < len(obj) && obj[i] == ',' {
-				i = skipSpace(obj, i+1)
-			}
-		}
-	}
-}
-
-// arrayElements yields the elements of a valid JSON array, without the
-// whitespace around them.
-func arrayElements(arr []byte) func(yield func(elem []byte) bool) {
-	return func(yield func(elem []byte) bool) {
-		i := skipSpace(arr, 1) // past '['
-		for i < len(arr) && arr[i] != ']' {
-			v := skipValue(arr, i)
-			if !yield(arr[i:v]) {
-				return
-			}
-			i = skipSpace(arr, v)
-			if i < len(arr) && arr[i] == ',' {
-				i = skipSpace(arr, i+1)
-			}
-		}
-	}
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipValue returns the index just past the value that starts at b[i].
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return len(b)
-	}
-	switch b[i] {
-	case '"':
-		for i++; i < len(b); i++ {
-			switch b[i] {
-			case '\\':
-				i++
-			case '"':
-				return i + 1
-			}
-		}
-		return len(b)
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			switch b[i] {
-			case '"':
-				i = skipValue(b, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return len(b)
-	}
-	// A number, true, false or null.
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case ' ', '\t', '\n', '\r', ',', ']', '}':
-			return i
-		}
-	}
-	return i
-}
-
 // memberName is a member's key, unquoted; the four of a request without
 // allocating.
 func memberName(key []byte) string {
@@ -277,22 +180,25 @@ func memberName(key []byte) string {
 	return jsonString(key)
 }
 
-// jsonString unquotes a valid JSON string (invalid UTF-8 becomes U+FFFD,
-// as encoding/json has it).
+// methodNames holds the name of every method, to be shared rather than
+// copied from each request.
+var methodNames = func() map[string]string {
+	m := map[string]string{}
+	for _, spec := range protocol.Methods {
+		m[spec.Name] = spec.Name
+	}
+	return m
+}()
+
+// jsonString unquotes a valid JSON string, sharing a method's name rather
+// than copying it.
 func jsonString(q []byte) string {
-	plain := true
-	for _, c := range q {
-		if c == '\\' || c >= utf8.RuneSelf {
-			plain = false
-			break
+	if jsonscan.Plain(q) {
+		if name, ok := methodNames[string(q[1:len(q)-1])]; ok {
+			return name
 		}
 	}
-	if plain {
-		return string(q[1 : len(q)-1])
-	}
-	var s string
-	json.Unmarshal(q, &s)
-	return s
+	return jsonscan.String(q)
 }
 
 func invalidItem(id json.RawMessage, format string, args ...any) item {
