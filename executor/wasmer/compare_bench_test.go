@@ -4,8 +4,11 @@ package wasmer
 
 import (
 	"bufio"
+	"bytes"
 	"context"
-	"io"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -165,9 +168,10 @@ func BenchmarkGrow16(b *testing.B) {
 }
 
 // BenchmarkWorkerRun is the worker's side of a task without the pipes: a
-// worker in this process (its events discarded) runs one task of noop and
-// of grow16, so that the engine's per-task cost splits into the worker's
-// and the round trip's.
+// worker in this process, on a guest thread, serves run requests of noop
+// and of grow16 (decoding, instantiating, calling, the outcome's frame
+// written to memory, the instance closed), so that the engine's per-task
+// cost splits into the worker's and the round trip's.
 func BenchmarkWorkerRun(b *testing.B) {
 	grow, err := os.ReadFile(filepath.Join("testdata", "grow16.wasm"))
 	if err != nil {
@@ -180,7 +184,8 @@ func BenchmarkWorkerRun(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			w := &worker{modules: map[moduleKey]*wasmer.Module{}, cfg: initConfig{
 				Version: protocolVersion, StackBytes: DefaultStackBytes, Compiler: CompilerCranelift}}
-			w.ev.w = bufio.NewWriter(io.Discard)
+			var events bytes.Buffer
+			w.ev.w = bufio.NewWriter(&events)
 			if msg := w.setup(); msg != "" {
 				b.Fatal(msg)
 			}
@@ -194,19 +199,44 @@ func BenchmarkWorkerRun(b *testing.B) {
 			q := &runRequest{Key: "m", ABI: protocol.ABIFabricV1, Entry: c.entry, HasStart: ins.HasStart,
 				HasMemory: ins.HasMemory, GrowGuarded: ins.GrowGuarded, QuotaPages: 1024,
 				OutputLimit: 1 << 20, LogLimit: 64 << 10}
-			var bad *runDone
+			payload := q.encode()
+			var bad error
 			b.ReportAllocs()
 			b.ResetTimer()
 			err = onGuestThread(DefaultStackBytes, func() { // b.Fatal must not end the guest thread
 				for i := 0; i < b.N && bad == nil; i++ {
-					if done := w.run(q); done.End != endReturned || done.Return != 0 {
-						bad = &done
+					events.Reset()
+					if bad = w.request(msgRun, payload); bad == nil {
+						bad = wantReturned(events.Bytes())
 					}
 				}
 			})
 			if err != nil || bad != nil {
-				b.Fatalf("run: %v %+v", err, bad)
+				b.Fatalf("run: %v %v", err, bad)
 			}
 		})
 	}
+}
+
+// wantReturned finds the evDone frame among events and checks that the
+// entry returned 0.
+func wantReturned(events []byte) error {
+	for len(events) >= 5 {
+		n := int(binary.LittleEndian.Uint32(events))
+		if n < 1 || 4+n > len(events) {
+			break
+		}
+		if events[4] == evDone {
+			var done runDone
+			if err := done.decode(events[5 : 4+n]); err != nil {
+				return err
+			}
+			if done.End != endReturned || done.Return != 0 {
+				return fmt.Errorf("the run ended %+v; want the entry to return 0", done)
+			}
+			return nil
+		}
+		events = events[4+n:]
+	}
+	return errors.New("no evDone frame among the events")
 }
