@@ -13,7 +13,7 @@ func FuzzScanners(f *testing.F) {
 		`{"jsonrpc":"2.0","method":"m","params":{"a":[1,{"b":"}"}]},"id":7}`,
 		`{}`, `[]`, `{"a":1,"a":2}`, `{"\u0061":"\"","b":[[[]]],"c":{"d":{}}}`,
 		` [ 1 , "x" , {"y":[null,true,false]} , -2.5e-3 ] `, `{"k" : "v\\" , "n": 0 }`,
-		"{\"\xff\":0}", // invalid UTF-8 in a name reads as U+FFFD
+		"{\"\xff\":0}",                                // invalid UTF-8 in a name reads as U+FFFD
 		`{"`, `{"a"`, `{"a":`, `[1,`, `["`, `{"a":1,`, // not JSON: within bounds
 	} {
 		f.Add([]byte(s))
