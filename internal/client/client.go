@@ -4,8 +4,10 @@
 // server's notifications, which arrive on a bounded channel.
 //
 // The fabric CLI, the end-to-end tests and the load generator use it. It
-// speaks coder/websocket and encoding/json directly: one decode per incoming
-// message, one encode per outgoing one.
+// speaks coder/websocket and encoding/json directly: one encode per outgoing
+// message; for an incoming one, a check that it is JSON and one scan of its
+// top level (internal/jsonscan), the result decoded once into what the
+// caller asked for.
 package client
 
 import (
@@ -74,9 +76,10 @@ type Client struct {
 	conn *websocket.Conn
 	opts Options
 
-	// ctx lives as long as the client; cancelled by Close.
-	ctx    context.Context
-	cancel context.CancelFunc
+	// wtimer bounds the write in progress (Options.WriteTimeout): one timer
+	// for the client, reset for each write, instead of a context per write
+	// (coder/websocket registers a context.AfterFunc for each).
+	wtimer *time.Timer
 
 	nextID atomic.Uint64
 	// wmu serialises writers so that a caller waiting its turn can give up
@@ -124,7 +127,8 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 		notes:   make(chan Notification, opts.NotificationBuffer),
 		done:    make(chan struct{}),
 	}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.wtimer = time.AfterFunc(time.Hour, c.writeTimedOut)
+	c.wtimer.Stop()
 	go c.read()
 	return c, nil
 }
@@ -259,8 +263,10 @@ func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		wasUp := c.Err() == nil
 		c.fail(ErrClosed)
+		// The closing handshake ends the reader's Read, or closes the
+		// connection under it when the server does not answer.
 		err := c.conn.Close(websocket.StatusNormalClosure, "")
-		c.cancel()
+		c.wtimer.Stop()
 		<-c.done
 		if wasUp && err != nil {
 			c.closeErr = fmt.Errorf("client: closing: %w", err)
@@ -301,14 +307,22 @@ func (c *Client) send(ctx context.Context, msg []byte) error {
 	if err := c.Err(); err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(c.ctx, c.opts.WriteTimeout)
-	defer cancel()
-	if err := c.conn.Write(wctx, websocket.MessageText, msg); err != nil {
+	c.wtimer.Reset(c.opts.WriteTimeout)
+	err := c.conn.Write(context.Background(), websocket.MessageText, msg)
+	c.wtimer.Stop()
+	if err != nil {
 		err = fmt.Errorf("%w: writing: %v", ErrClosed, err)
 		c.fail(err)
-		return err
+		return c.Err() // the timeout's reason, when it was that
 	}
 	return nil
+}
+
+// writeTimedOut ends a connection whose write took longer than
+// WriteTimeout: the frame stream is broken halfway.
+func (c *Client) writeTimedOut() {
+	c.fail(fmt.Errorf("%w: writing a message took longer than %s", ErrClosed, c.opts.WriteTimeout))
+	c.conn.CloseNow()
 }
 
 // fail records why the connection ended (the first reason wins) and fails
@@ -331,7 +345,7 @@ func (c *Client) read() {
 	defer close(c.done)
 	defer close(c.notes)
 	for {
-		_, data, err := c.conn.Read(c.ctx)
+		_, data, err := c.conn.Read(context.Background())
 		if err != nil {
 			c.fail(readError(err))
 			return

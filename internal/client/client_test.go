@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 
 	"github.com/chimera-fabric/fabric/protocol"
@@ -400,5 +403,48 @@ func TestWire(t *testing.T) {
 		if _, err := decodeMessage([]byte(bad)); err == nil {
 			t.Errorf("decodeMessage(%q) accepted", bad)
 		}
+	}
+}
+
+// A write that takes longer than WriteTimeout (the server reads nothing, so
+// a large message cannot all be sent) ends the connection and says why.
+func TestWriteTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		<-release // never reads
+	}))
+	defer srv.Close()
+	defer close(release)
+	// A small send buffer, so that a message of 1 MiB is far more than the
+	// socket buffers hold.
+	small := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := conn.(*net.TCPConn); ok {
+			tc.SetWriteBuffer(4096)
+		}
+		return conn, err
+	}}}
+	c, err := Dial(testCtx(t), "ws"+strings.TrimPrefix(srv.URL, "http"), Options{WriteTimeout: 50 * time.Millisecond, HTTPClient: small})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	big := strings.Repeat("x", 1<<20)
+	err = c.Call(testCtx(t), "echo", map[string]string{"big": big}, nil)
+	if !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), "took longer than 50ms") {
+		t.Fatalf("Call: got %v, want ErrClosed saying the write took longer than 50ms", err)
+	}
+	select {
+	case <-c.Done():
+	case <-testCtx(t).Done():
+		t.Fatal("the connection did not end")
+	}
+	if err := c.Call(testCtx(t), "echo", nil, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("a call after: got %v, want ErrClosed", err)
 	}
 }

@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/chimera-fabric/fabric/internal/jsonscan"
 	"github.com/chimera-fabric/fabric/protocol"
 )
 
 // This file is the client's side of JSON-RPC 2.0 framing: encoding requests
 // and decoding whatever the server sends (a response, a notification, or a
-// batch of responses) with one json.Unmarshal per message.
+// batch of responses).
 
 // Notification is a message the server sent without an id: task.event or
 // kpi.report. Params is the raw JSON; decode it into protocol.TaskEvent or
@@ -57,24 +58,70 @@ func encodeRequest(id uint64, method string, params any) ([]byte, error) {
 }
 
 // decodeMessage decodes one WebSocket message: an object, or an array of
-// objects (the answer to a batch).
+// objects (the answer to a batch). After one check that it is JSON, its
+// members are read by jsonscan: a result or params is a slice of data, not
+// a copy, decoded once, by the caller that wants it.
 func decodeMessage(data []byte) ([]incoming, error) {
-	data = bytes.TrimLeft(data, " \t\r\n")
+	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
 		return nil, fmt.Errorf("empty message; want a JSON-RPC object or array")
 	}
-	if data[0] == '[' {
-		var msgs []incoming
-		if err := json.Unmarshal(data, &msgs); err != nil {
-			return nil, fmt.Errorf("undecodable batch response: %v", err)
-		}
-		return msgs, nil
-	}
-	var m incoming
-	if err := json.Unmarshal(data, &m); err != nil {
+	if !json.Valid(data) {
+		var v any
+		err := json.Unmarshal(data, &v) // says what is wrong, and where
 		return nil, fmt.Errorf("undecodable message: %v", err)
 	}
-	return []incoming{m}, nil
+	if data[0] != '[' {
+		m, err := decodeObject(data)
+		if err != nil {
+			return nil, fmt.Errorf("undecodable message: %v", err)
+		}
+		return []incoming{m}, nil
+	}
+	var msgs []incoming
+	for e := range jsonscan.Elements(data) {
+		m, err := decodeObject(e)
+		if err != nil {
+			return nil, fmt.Errorf("undecodable batch response: %v", err)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+// decodeObject reads one message object (valid JSON). Members other than
+// the five are ignored; of a repeated one the last counts, as
+// json.Unmarshal has it.
+func decodeObject(obj []byte) (incoming, error) {
+	var m incoming
+	if obj[0] != '{' {
+		return m, fmt.Errorf("want a JSON-RPC object; got %.20s", obj)
+	}
+	for key, val := range jsonscan.Members(obj) {
+		switch string(key) {
+		case `"id"`:
+			m.ID = val
+		case `"method"`:
+			if val[0] != '"' && string(val) != "null" {
+				return m, fmt.Errorf("method: want a string; got %.20s", val)
+			}
+			m.Method = jsonscan.String(val)
+		case `"params"`:
+			m.Params = val
+		case `"result"`:
+			m.Result = val
+		case `"error"`:
+			m.Error = nil
+			if string(val) != "null" {
+				var e protocol.Error
+				if err := json.Unmarshal(val, &e); err != nil {
+					return m, fmt.Errorf("error: %v", err)
+				}
+				m.Error = &e
+			}
+		}
+	}
+	return m, nil
 }
 
 // parseID reads an id this client sent (a positive integer); ok is false for
