@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -315,4 +317,145 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// A claim and the finish of its run in one batch make one row update: the
+// row goes from queued to the outcome, both events are stored in order, and
+// what is read back is what two updates would have left.
+func TestClaimAndFinishInOneBatch(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tasks := claimTasks()[:3]
+	for _, tr := range tasks {
+		if _, _, _, err := s.CreateTask(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hold, release := make(chan struct{}), make(chan struct{})
+	go s.write(ctx, func(w *writer) error { close(hold); <-release; return nil })
+	<-hold
+	type result struct {
+		ev  protocol.TaskEvent
+		err error
+	}
+	var claimed []TaskRecord
+	var starts []*Pending
+	var finishes []chan result
+	fin := time.Now().UTC()
+	for i := range tasks {
+		tr, p, ok, err := s.Claim(ctx, time.Now())
+		if err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+		claimed, starts = append(claimed, tr), append(starts, p)
+		out := tr
+		switch i {
+		case 0:
+			out.State, out.FinishedAt = protocol.StateSucceeded, &fin
+			out.Result = &protocol.ExecutionResult{Output: []byte(`{"ok":1}`), KPIs: map[string]float64{}}
+		case 1:
+			at := fin.Add(time.Hour)
+			out.State, out.ReadyAt, out.NextAttemptAt = protocol.StateRetrying, at, &at
+			out.Error = protocol.NewTaskError(protocol.CodeTrap, "boom")
+			out.AttemptErrors = []protocol.TaskError{*out.Error}
+		case 2:
+			// Another claim's outcome: refused, and the batch with it.
+			other := fin
+			out.StartedAt, out.State, out.FinishedAt = &other, protocol.StateSucceeded, &fin
+		}
+		ch := make(chan result, 1)
+		finishes = append(finishes, ch)
+		go func() { ev, err := s.UpdateTask(ctx, out, protocol.StateRunning); ch <- result{ev, err} }()
+		waitFor(t, "the finish to be handed over", func() bool {
+			s.w.qmu.Lock()
+			defer s.w.qmu.Unlock()
+			return len(s.w.pending) == 2*(i+1)
+		})
+	}
+	close(release)
+	for i := range tasks {
+		started, err := starts[i].Wait()
+		r := <-finishes[i]
+		if i == 2 {
+			if !errors.Is(r.err, ErrStateChanged) || err != nil {
+				t.Fatalf("finish of another claim: %v (claim: %v); want ErrStateChanged and the claim committed", r.err, err)
+			}
+			continue
+		}
+		if err != nil || r.err != nil {
+			t.Fatalf("task %d: claim %v, finish %v", i, err, r.err)
+		}
+		if r.ev.Seq <= started.Seq {
+			t.Errorf("task %d: running event %d, finish event %d: out of order", i, started.Seq, r.ev.Seq)
+		}
+	}
+	if p := s.WriteStats().Paired; p != 2 {
+		t.Errorf("Paired = %d, want 2 (not the finish of another claim)", p)
+	}
+	got := mustGet(t, s, claimed[0].TaskID)
+	if got.State != protocol.StateSucceeded || got.Attempt != 1 || got.StartedAt == nil || !got.StartedAt.Equal(*claimed[0].StartedAt) ||
+		string(got.Result.Output) != `{"ok":1}` {
+		t.Errorf("succeeded task read back: %+v", got)
+	}
+	got = mustGet(t, s, claimed[1].TaskID)
+	if got.State != protocol.StateRetrying || got.Attempt != 1 || len(got.AttemptErrors) != 1 {
+		t.Errorf("retrying task read back: %+v", got)
+	}
+	if d, _ := s.QueueDepth(ctx); d[claimed[1].Priority] != 1 {
+		t.Errorf("the retry is not queued: %v", d)
+	}
+	got = mustGet(t, s, claimed[2].TaskID)
+	if got.State != protocol.StateRunning || got.Attempt != 1 {
+		t.Errorf("task whose finish was refused: %s attempt %d, want running 1", got.State, got.Attempt)
+	}
+	evs, err := s.Events(ctx, 0, EventFilter{TaskIDs: []string{claimed[0].TaskID, claimed[1].TaskID, claimed[2].TaskID}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for _, ev := range evs {
+		seen = append(seen, fmt.Sprintf("%s:%s", ev.TaskID, ev.State))
+	}
+	want := []string{"t0:queued", "t1:queued", "t2:queued"}
+	if len(evs) != 8 || fmt.Sprint(seen[:3]) != fmt.Sprint(want) {
+		t.Errorf("events %v", seen)
+	}
+}
+
+// The log is copied into fabric.db by the checkpointer, not by a commit:
+// the writer's connection has SQLite's automatic checkpoint turned off.
+func TestCheckpointerCopiesTheLog(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := OpenSQLite(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var auto int
+	if err := s.w.conn.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&auto); err != nil || auto != 0 {
+		t.Fatalf("the writer's wal_autocheckpoint = %d, %v; want 0", auto, err)
+	}
+	size := func() int64 {
+		fi, err := os.Stat(filepath.Join(dir, dbName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	for i := range 200 {
+		tr := claimTasks()[2]
+		tr.TaskID = fmt.Sprintf("c%d", i)
+		if _, _, _, err := s.CreateTask(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "a checkpoint to copy the tasks into fabric.db", func() bool {
+		return s.cp.runs.Load() > 0 && size() > before
+	})
 }

@@ -90,7 +90,9 @@ type SQLite struct {
 	lock *dirLock
 	wdb  *sql.DB // one connection: the writer's
 	rdb  *sql.DB // the read pool
+	cdb  *sql.DB // one connection: the checkpointer's
 	w    *writer
+	cp   *checkpointer
 
 	life   sync.RWMutex // read-held by every call, held by Close
 	closed bool
@@ -151,6 +153,12 @@ func OpenSQLite(ctx context.Context, dir string, opts Options) (_ *SQLite, err e
 		return nil, err
 	}
 
+	if s.cdb, err = sql.Open("sqlite", sqliteDSN(dbPath, opts.BusyTimeout, false)); err != nil {
+		return nil, fmt.Errorf("store: opening %s: %w", dbPath, err)
+	}
+	s.cdb.SetMaxOpenConns(1)
+	s.cp = startCheckpointer(s.cdb, s.w, opts.Logger, checkpointEvery)
+
 	if s.rdb, err = sql.Open("sqlite", sqliteDSN(dbPath, opts.BusyTimeout, true)); err != nil {
 		return nil, fmt.Errorf("store: opening %s: %w", dbPath, err)
 	}
@@ -173,6 +181,10 @@ func OpenSQLite(ctx context.Context, dir string, opts Options) (_ *SQLite, err e
 	return s, nil
 }
 
+// checkpointEvery is how often the checkpointer copies the log, if
+// anything was committed meanwhile.
+const checkpointEvery = 250 * time.Millisecond
+
 // sqliteDSN names fabric.db with the pragmas every connection needs.
 func sqliteDSN(path string, busy time.Duration, readOnly bool) string {
 	// A URI filename: escape what would end the path.
@@ -186,6 +198,8 @@ func sqliteDSN(path string, busy time.Duration, readOnly bool) string {
 	} else {
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Add("_pragma", "synchronous(FULL)")
+		// The checkpointer copies the log, not a commit (checkpointer).
+		q.Add("_pragma", "wal_autocheckpoint(0)")
 	}
 	return "file:" + esc + "?" + q.Encode()
 }
@@ -235,6 +249,12 @@ func notADatabase(dbPath string, err error) error {
 // release frees what Open acquired; Close and a failed Open use it.
 func (s *SQLite) release() error {
 	var errs []error
+	if s.cp != nil {
+		s.cp.stop()
+	}
+	if s.cdb != nil {
+		errs = append(errs, s.cdb.Close())
+	}
 	if s.w != nil {
 		s.w.stop()
 		errs = append(errs, s.w.conn.Close())
@@ -272,11 +292,12 @@ func (s *SQLite) Close() error {
 type WriteStats struct {
 	Commits int64 // transactions committed
 	Writes  int64 // writes they held: Writes/Commits is the group commit's batch size
+	Paired  int64 // claims committed with the finish of their run, in one row update
 }
 
 // WriteStats returns the writer's counters.
 func (s *SQLite) WriteStats() WriteStats {
-	return WriteStats{Commits: s.w.commits.Load(), Writes: s.w.writes.Load()}
+	return WriteStats{Commits: s.w.commits.Load(), Writes: s.w.writes.Load(), Paired: s.w.pairs.Load()}
 }
 
 // enter starts a call; the caller must call s.life.RUnlock when done.
@@ -302,21 +323,24 @@ func (s *SQLite) write(ctx context.Context, fn func(w *writer) error) error {
 
 // send is write for a caller that has entered already.
 func (s *SQLite) send(ctx context.Context, fn func(w *writer) error) error {
-	return s.sendTaking(ctx, "", fn)
+	return s.sendFor(ctx, "", opOther, 0, false, fn)
 }
 
-// sendTaking is send for a write that changes a task that may be waiting:
-// the task's queue entry (if any) is taken as the write is handed over, so
-// that no claim ordered after the write takes the task (the write's run
-// finds the entry in w.cur.took).
-func (s *SQLite) sendTaking(ctx context.Context, id string, fn func(w *writer) error) error {
+// sendFor is send for a write of task id, of the kind pair looks for
+// (started: for a finish, the start of the claim it is for). With
+// take, for a write that changes a task that may be waiting, the task's
+// queue entry (if any) is taken as the write is handed over, so that no
+// claim ordered after the write takes the task (the write's run finds the
+// entry in w.cur.took).
+func (s *SQLite) sendFor(ctx context.Context, id string, kind opKind, started int64, take bool, fn func(w *writer) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	w := s.w
 	o := getOp(ctx, fn)
+	o.task, o.kind, o.started = id, kind, started
 	w.qmu.Lock()
-	if id != "" {
+	if take {
 		o.took = w.queue.take(id)
 	}
 	w.hand(o)

@@ -163,11 +163,16 @@ func (s *SQLite) UpdateTask(ctx context.Context, t TaskRecord, expect protocol.S
 		return protocol.TaskEvent{}, err
 	}
 	defer s.life.RUnlock()
-	take := ""
-	if waiting(expect) {
-		take = t.TaskID
+	kind, started := opOther, int64(-1)
+	if expect == protocol.StateRunning {
+		kind = opFinish
+		if t.StartedAt != nil {
+			started = toNanos(*t.StartedAt)
+		}
 	}
-	err = s.sendTaking(ctx, take, func(w *writer) error { return w.updateTask(&t, expect, &m, &ev, payload, w.cur.took) })
+	err = s.sendFor(ctx, t.TaskID, kind, started, waiting(expect), func(w *writer) error {
+		return w.updateTask(&t, expect, &m, &ev, payload, w.cur.took)
+	})
 	if err != nil {
 		return protocol.TaskEvent{}, err
 	}
@@ -178,8 +183,12 @@ func (s *SQLite) AppendProgress(ctx context.Context, taskID string, attempt int,
 	if err := checkProgress(taskID, progress); err != nil {
 		return protocol.TaskEvent{}, err
 	}
+	if err := s.enter(); err != nil {
+		return protocol.TaskEvent{}, err
+	}
+	defer s.life.RUnlock()
 	var ev protocol.TaskEvent
-	err := s.write(ctx, func(w *writer) (err error) {
+	err := s.sendFor(ctx, taskID, opOther, 0, false, func(w *writer) (err error) {
 		ev, err = w.appendProgress(taskID, attempt, progress, at)
 		return err
 	})
@@ -307,7 +316,7 @@ func (s *SQLite) Claim(ctx context.Context, now time.Time) (TaskRecord, *Pending
 			return TaskRecord{}, nil, false, err
 		}
 		o := getOp(context.Background(), func(w *writer) error { return w.claimKnown(e, attempt, now, &p.ev, payload) })
-		o.pend, o.took = p, e
+		o.pend, o.took, o.task, o.kind, o.started = p, e, e.id, opClaim, toNanos(*t.StartedAt)
 		w.hand(o)
 		w.qmu.Unlock()
 		w.poke()
@@ -491,6 +500,9 @@ func (s *SQLite) Prune(ctx context.Context, olderThan time.Time, keep int) (int,
 	for {
 		var n int64
 		err := s.write(ctx, func(w *writer) error {
+			if err := w.saveMeta(context.Background()); err != nil {
+				return fmt.Errorf("store: prune: %w", err)
+			}
 			res, err := w.conn.ExecContext(context.Background(), query, args...)
 			if err != nil {
 				return fmt.Errorf("store: prune: %w", err)

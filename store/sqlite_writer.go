@@ -51,18 +51,21 @@ type writer struct {
 	commits   atomic.Int64 // transactions committed
 	onCommit  func(time.Duration, int)
 	writes    atomic.Int64 // writes committed in them
+	pairs     atomic.Int64 // claims committed with the finish of their run (pair)
 
 	qmu     sync.Mutex // guards queue and pending
 	queue   *waitQueue
 	pending []*writeOp // handed over, not yet taken, in order
 
-	cur    *writeOp // the op running, on the writer goroutine
-	broken error    // set when the file and memory could not be reconciled
+	cur     *writeOp       // the op running, on the writer goroutine
+	touched map[string]int // pair's index: a task's last op in the batch
+	paired  int64          // pairs in the batch being run
+	broken  error          // set when the file and memory could not be reconciled
 }
 
 type writerStmts struct {
 	insertTask, insertInput, insertEvent, taskByKey, updateTask, taskState, claim, claimKnown *sql.Stmt
-	progressOf, requeue, putAgent, deleteAgent, setMeta                                       *sql.Stmt
+	claimFinish, progressOf, requeue, putAgent, deleteAgent, setMeta, begin, commit           *sql.Stmt
 }
 
 // writeOp is one caller's write. run executes inside the batch's
@@ -75,7 +78,21 @@ type writeOp struct {
 	done chan struct{} // signalled once the op's batch ended, unless pend is set
 	pend *Pending      // an op nobody waits for: its end goes to pend
 	took *qentry       // the queue entry the op took when handed over
+
+	task    string // the task the op writes, if it names one
+	kind    opKind
+	started int64 // a claim's start, or the start of the claim a finish is for
+	merge   bool  // paired (pair): a claim and the finish of its run, in one batch
 }
+
+// opKind tells the ops that pair does something with.
+type opKind uint8
+
+const (
+	opOther  opKind = iota
+	opClaim         // a claim from a kept record (claimKnown)
+	opFinish        // an update of a running task (updateTask expecting running)
+)
 
 // abortBatch fails the whole batch: an op failed after writing part of its
 // change, which must not be committed.
@@ -101,6 +118,7 @@ func getOp(ctx context.Context, run func(w *writer) error) *writeOp {
 
 func putOp(o *writeOp) {
 	o.ctx, o.run, o.err, o.pend, o.took = nil, nil, nil, nil, nil
+	o.task, o.kind, o.started, o.merge = "", opOther, 0, false
 	opPool.Put(o)
 }
 
@@ -108,7 +126,8 @@ func putOp(o *writeOp) {
 const recCacheBytes = 32 << 20
 
 func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Logger, onCommit func(time.Duration, int)) (*writer, error) {
-	w := &writer{conn: conn, log: log, maxBatch: maxBatch, onCommit: onCommit, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	w := &writer{conn: conn, log: log, maxBatch: maxBatch, onCommit: onCommit, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
+		touched: map[string]int{}}
 	prep := func(dst **sql.Stmt, q string) error {
 		if *dst != nil {
 			return nil
@@ -132,6 +151,12 @@ func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Lo
 			started_at = ?, finished_at = ?, next_attempt_at = ?, ready_at = ?, labels = ?, result = ?, error = ?,
 			attempt_errors = ?, done_at = ?
 			WHERE task_id = ? AND state = ? AND (state <> 'running' OR started_at IS ?) RETURNING queue_seq, agent`},
+		{&w.stmts.claimFinish, `UPDATE tasks SET priority = ?, state = ?, attempt = ?, max_retries = ?, timeout_ms = ?,
+			started_at = ?, finished_at = ?, next_attempt_at = ?, ready_at = ?, labels = ?, result = ?, error = ?,
+			attempt_errors = ?, done_at = ?
+			WHERE task_id = ? AND state IN ('queued', 'retrying') AND attempt = ? RETURNING queue_seq, agent`},
+		{&w.stmts.begin, `BEGIN IMMEDIATE`},
+		{&w.stmts.commit, `COMMIT`},
 		{&w.stmts.taskState, `SELECT state FROM tasks WHERE task_id = ?`},
 		{&w.stmts.claim, `UPDATE tasks SET state = 'running', attempt = attempt + 1, started_at = ?, ready_at = 0,
 			next_attempt_at = NULL WHERE queue_seq = ? AND state IN ('queued', 'retrying') RETURNING ` + taskCols},
@@ -290,7 +315,8 @@ func (w *writer) runBatch(batch []*writeOp) {
 	}
 	bg := context.Background()
 	began := time.Now()
-	if _, err := w.conn.ExecContext(bg, "BEGIN IMMEDIATE"); err != nil {
+	w.pair(batch)
+	if _, err := w.stmts.begin.Exec(); err != nil {
 		for _, o := range batch {
 			o.err = fmt.Errorf("store: beginning a transaction: %w", err)
 		}
@@ -315,10 +341,7 @@ func (w *writer) runBatch(batch []*writeOp) {
 		}
 	}
 	if failed == nil {
-		failed = w.saveMeta(bg)
-	}
-	if failed == nil {
-		if _, err := w.conn.ExecContext(bg, "COMMIT"); err != nil {
+		if _, err := w.stmts.commit.Exec(); err != nil {
 			failed = fmt.Errorf("committing: %w", err)
 		}
 	}
@@ -326,6 +349,7 @@ func (w *writer) runBatch(batch []*writeOp) {
 		w.committed.Store(w.seq)
 		w.commits.Add(1)
 		w.writes.Add(int64(len(batch)))
+		w.pairs.Add(w.paired)
 		if w.onCommit != nil {
 			w.onCommit(time.Since(began), len(batch))
 		}
@@ -347,6 +371,30 @@ func (w *writer) runBatch(batch []*writeOp) {
 	}
 }
 
+// pair finds, in a batch, each claim followed by the finish of its run
+// with no other write of the task between: the claim then only appends its
+// event, and the finish makes the row's one update, from waiting to its
+// end, under the claim's condition. A task run while its claim waited for
+// the writer (a short task, or a busy writer) costs one row update, not two.
+// A finish whose context can end is not paired: it could be skipped,
+// leaving the claim half written.
+func (w *writer) pair(batch []*writeOp) {
+	clear(w.touched)
+	w.paired = 0
+	for i, o := range batch {
+		if o.task == "" {
+			continue
+		}
+		if o.kind == opFinish && o.ctx.Done() == nil {
+			if j, ok := w.touched[o.task]; ok && batch[j].kind == opClaim && batch[j].started == o.started {
+				batch[j].merge, o.merge = true, true
+				w.paired++
+			}
+		}
+		w.touched[o.task] = i
+	}
+}
+
 // runOp runs one op; a panic in it fails the batch instead of killing the
 // writer, which every later write would wait for.
 func (w *writer) runOp(o *writeOp) (err error) {
@@ -361,7 +409,9 @@ func (w *writer) runOp(o *writeOp) (err error) {
 }
 
 // saveMeta records the last seqs so that they never go back, even once the
-// newest events or tasks are pruned.
+// newest events or tasks are pruned: Prune calls it before it deletes. (The
+// other writes need not: at open, the seqs are the largest of the rows and
+// of meta, and only Prune removes rows.)
 func (w *writer) saveMeta(ctx context.Context) error {
 	if w.seq != w.metaSeq {
 		if _, err := w.stmts.setMeta.ExecContext(ctx, w.seq, "last_seq"); err != nil {
@@ -386,7 +436,7 @@ func (w *writer) stop() {
 
 func (w *writer) closeStmts() {
 	for _, s := range []*sql.Stmt{w.stmts.insertTask, w.stmts.insertInput, w.stmts.insertEvent, w.stmts.taskByKey, w.stmts.updateTask,
-		w.stmts.taskState, w.stmts.claim, w.stmts.claimKnown, w.stmts.progressOf, w.stmts.requeue, w.stmts.putAgent, w.stmts.deleteAgent, w.stmts.setMeta} {
+		w.stmts.taskState, w.stmts.claim, w.stmts.claimKnown, w.stmts.claimFinish, w.stmts.begin, w.stmts.commit, w.stmts.progressOf, w.stmts.requeue, w.stmts.putAgent, w.stmts.deleteAgent, w.stmts.setMeta} {
 		if s != nil {
 			s.Close()
 		}
@@ -456,10 +506,19 @@ func (w *writer) createTask(t *TaskRecord, args []any, ev *protocol.TaskEvent, p
 func (w *writer) updateTask(t *TaskRecord, expect protocol.State, m *mutable, ev *protocol.TaskEvent, payload string, took *qentry) error {
 	var qseq int64
 	var agent string
-	err := w.stmts.updateTask.QueryRow(int64(t.Priority), string(t.State), t.Attempt, t.MaxRetries, t.TimeoutMs,
+	if w.cur != nil && w.cur.merge {
+		// Paired with the claim, earlier in the batch, that appended only
+		// its event: the row goes from waiting to t under the claim's
+		// condition; anything else leaves that event alone: abort.
+		err := w.stmts.claimFinish.QueryRow(int64(t.Priority), string(t.State), t.Attempt, t.MaxRetries, t.TimeoutMs,
+			m.started, m.finished, m.next, m.readyAt, m.labels, m.result, m.terr, m.attemptErrs, m.doneAt,
+			t.TaskID, t.Attempt-1).Scan(&qseq, &agent)
+		if err != nil {
+			return abort(fmt.Errorf("claiming and finishing task %s: %w", t.TaskID, err))
+		}
+	} else if err := w.stmts.updateTask.QueryRow(int64(t.Priority), string(t.State), t.Attempt, t.MaxRetries, t.TimeoutMs,
 		m.started, m.finished, m.next, m.readyAt, m.labels, m.result, m.terr, m.attemptErrs, m.doneAt,
-		t.TaskID, string(expect), m.started).Scan(&qseq, &agent)
-	if err == sql.ErrNoRows {
+		t.TaskID, string(expect), m.started).Scan(&qseq, &agent); err == sql.ErrNoRows {
 		got, err := w.stateOf(t.TaskID)
 		if took != nil {
 			w.qmu.Lock()
@@ -474,8 +533,7 @@ func (w *writer) updateTask(t *TaskRecord, expect protocol.State, m *mutable, ev
 			return err
 		}
 		return stateChanged(t.TaskID, got, expect)
-	}
-	if err != nil {
+	} else if err != nil {
 		// The statement is undone, but it may have run RETURNING's row:
 		// do not trust the rest of the batch.
 		return abort(fmt.Errorf("updating task %s: %w", t.TaskID, err))
@@ -529,6 +587,9 @@ func (w *writer) claimLost(e *qentry) error {
 // claimKnown records the claim of a task whose record the claimer had
 // (attempt is the attempt before the claim) and appends its event.
 func (w *writer) claimKnown(e *qentry, attempt int, now time.Time, ev *protocol.TaskEvent, payload string) error {
+	if w.cur != nil && w.cur.merge {
+		return w.insertEvent(e.seq, ev, payload) // the finish updates the row (pair)
+	}
 	res, err := w.stmts.claimKnown.Exec(toNanos(now), e.seq, attempt)
 	if err != nil {
 		return abort(fmt.Errorf("claiming task %s: %w", e.id, err))

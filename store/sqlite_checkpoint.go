@@ -1,0 +1,67 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// checkpointer copies the log (fabric.db-wal) into fabric.db in the
+// background, on a connection of its own. SQLite's automatic checkpoint,
+// which the writer's connection has turned off, would do it inside a
+// commit every 1000 pages: the copy and two fsyncs (log, then database),
+// tens of milliseconds during which every waiting write waits too. A
+// PASSIVE checkpoint runs beside the writer and the readers, and the writer
+// starts the log over once it is all copied, as before.
+type checkpointer struct {
+	db      *sql.DB
+	w       *writer
+	log     zerolog.Logger
+	every   time.Duration
+	quit    chan struct{}
+	done    chan struct{}
+	lastRun int64        // w.commits at the last run
+	runs    atomic.Int64 // checkpoints run
+}
+
+func startCheckpointer(db *sql.DB, w *writer, log zerolog.Logger, every time.Duration) *checkpointer {
+	c := &checkpointer{db: db, w: w, log: log, every: every, quit: make(chan struct{}), done: make(chan struct{})}
+	go c.loop()
+	return c
+}
+
+func (c *checkpointer) loop() {
+	defer close(c.done)
+	tick := time.NewTicker(c.every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-tick.C:
+		}
+		if n := c.w.commits.Load(); n != c.lastRun {
+			c.lastRun = n
+			c.run()
+		}
+	}
+}
+
+// run checkpoints what it can without waiting for anyone.
+func (c *checkpointer) run() {
+	var busy, logFrames, copied int64
+	err := c.db.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &copied)
+	if err != nil {
+		c.log.Warn().Err(err).Msg("checkpointing the store's log failed; retrying later")
+		return
+	}
+	c.runs.Add(1)
+}
+
+func (c *checkpointer) stop() {
+	close(c.quit)
+	<-c.done
+}
