@@ -20,10 +20,10 @@ import (
 // behind the runs, which the memory store never has to.
 var schedStores = []struct {
 	name string
-	open func(t *testing.T, dir string) store.Store
+	open func(t testing.TB, dir string) store.Store
 }{
-	{"memory", func(t *testing.T, dir string) store.Store { return store.NewMemory() }},
-	{"sqlite", func(t *testing.T, dir string) store.Store {
+	{"memory", func(t testing.TB, dir string) store.Store { return store.NewMemory() }},
+	{"sqlite", func(t testing.TB, dir string) store.Store {
 		st, err := store.OpenSQLite(context.Background(), dir, store.Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -35,6 +35,11 @@ var schedStores = []struct {
 // startOn is start on a given store, which the caller closes after the
 // scheduler's cleanup (registered first, so run last).
 func startOn(t *testing.T, st store.Store, mod func(*sched.Config)) *fixture {
+	t.Helper()
+	return &fixture{t: t, s: startSched(t, st, mod), st: st}
+}
+
+func startSched(t testing.TB, st store.Store, mod func(*sched.Config)) *sched.Scheduler {
 	t.Helper()
 	eng, err := executor.NewWazero(executor.WazeroOptions{MaxMemoryBytes: 1 << 30, MaxModuleBytes: 64 << 20})
 	if err != nil {
@@ -59,7 +64,7 @@ func startOn(t *testing.T, st store.Store, mod func(*sched.Config)) *fixture {
 		}
 		eng.Close(context.Background())
 	})
-	return &fixture{t: t, s: s, st: st}
+	return s
 }
 
 func jsonOf(t *testing.T, v any) string {
