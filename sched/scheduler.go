@@ -46,6 +46,7 @@ type Scheduler struct {
 	// its claim committed) before the event that made it waiting is
 	// published (holdEvents).
 	publishing map[string]chan struct{}
+	recent     *recent // tasks that ended lately, as committed
 	state      lifeState
 
 	depth [protocol.Critical + 1]atomic.Int64 // queued + retrying, by priority
@@ -133,6 +134,7 @@ func New(cfg Config) (*Scheduler, error) {
 		wait:       map[string][]*waiter{},
 		unfinished: map[string]struct{}{},
 		publishing: map[string]chan struct{}{},
+		recent:     newRecent(),
 		wake:       make(chan struct{}, cfg.Workers),
 		stopping:   make(chan struct{}),
 		rng:        rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)),

@@ -206,8 +206,12 @@ func (s *Scheduler) retryAfter(queued int64) int64 {
 	return max(100, min(ms, 30_000))
 }
 
-// Task returns one task.
+// Task returns one task: one that ended lately as it was committed, any
+// other as the store holds it.
 func (s *Scheduler) Task(ctx context.Context, id string) (protocol.Task, error) {
+	if t := s.recent.get(id); t != nil {
+		return *t, nil
+	}
 	t, err := s.st.GetTask(ctx, id)
 	if err != nil {
 		return protocol.Task{}, taskErr(id, err)
@@ -243,12 +247,12 @@ func (s *Scheduler) Wait(ctx context.Context, id string, timeout time.Duration) 
 	defer s.unwait(id, w)
 
 	if !unfinished || timeout <= 0 {
-		t, err := s.st.GetTask(ctx, id)
+		t, err := s.Task(ctx, id)
 		if err != nil {
-			return protocol.Task{}, taskErr(id, err)
+			return protocol.Task{}, err
 		}
 		if t.State.Terminal() || timeout <= 0 {
-			return t.Task, nil
+			return t, nil
 		}
 	}
 	timer := time.NewTimer(timeout)
@@ -287,6 +291,9 @@ func (s *Scheduler) unwait(id string, w *waiter) {
 // terminal record as committed, or read the store if t is nil. The task is
 // no longer unfinished.
 func (s *Scheduler) wakeWaiters(id string, t *protocol.Task) {
+	if t != nil {
+		s.recent.add(t)
+	}
 	s.mu.Lock()
 	ws := s.wait[id]
 	delete(s.wait, id)

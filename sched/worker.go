@@ -455,7 +455,9 @@ func (s *Scheduler) pruneLoop() {
 		if r.MaxAge == 0 {
 			cutoff = s.now()
 		}
+		s.recent.pause() // it must not answer for a task pruned now
 		n, err := s.st.Prune(context.Background(), cutoff, r.Keep)
+		s.recent.resume()
 		if err != nil {
 			s.storeFailed(fmt.Errorf("pruning finished tasks: %w", err))
 			continue
