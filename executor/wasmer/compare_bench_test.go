@@ -11,7 +11,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/wasmerio/wasmer-go/wasmer"
 
@@ -84,11 +89,20 @@ func compileSpec(b *testing.B, e executor.Engine, spec executor.ModuleSpec) exec
 	return m
 }
 
-func runTasks(b *testing.B, m executor.Module, inv executor.Invocation) {
+// runTasks runs inv on m b.N times and reports, beside the time per task,
+// the CPU time per task of this process (cpu-us/op: the engine's side, the
+// benchmark's loop and the Go runtime) and, for the wasmer engine (e not
+// nil), of its workers (worker-us/op).
+func runTasks(b *testing.B, e *Engine, m executor.Module, inv executor.Invocation) {
 	ctx := context.Background()
 	if out := m.Run(ctx, inv); out.Err != nil { // warm: the worker loads the module
 		b.Fatal(out.Err)
 	}
+	var pids []int
+	if e != nil {
+		pids = e.pool.livePids()
+	}
+	self0, workers0 := selfCPU(b), procsCPU(b, pids)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -96,6 +110,49 @@ func runTasks(b *testing.B, m executor.Module, inv executor.Invocation) {
 			b.Fatal(out.Err)
 		}
 	}
+	b.StopTimer()
+	b.ReportMetric(float64((selfCPU(b)-self0).Microseconds())/float64(b.N), "cpu-us/op")
+	if e != nil {
+		if now := e.pool.livePids(); !slices.Equal(now, pids) {
+			b.Fatalf("workers %v became %v: a worker was replaced", pids, now)
+		}
+		b.ReportMetric(float64((procsCPU(b, pids)-workers0).Microseconds())/float64(b.N), "worker-us/op")
+	}
+}
+
+// selfCPU is the CPU time this process has used.
+func selfCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procsCPU is the CPU time the processes pids have used, from
+// /proc/PID/stat (utime and stime, in USER_HZ ticks of 10 ms).
+func procsCPU(b *testing.B, pids []int) time.Duration {
+	var total time.Duration
+	for _, pid := range pids {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		// The fields after the command's closing parenthesis begin with the
+		// state (field 3); utime and stime are fields 14 and 15.
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) < 13 {
+			b.Fatalf("/proc/%d/stat: %d fields after the command; want at least 13", pid, len(f))
+		}
+		for _, s := range f[11:13] {
+			ticks, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				b.Fatalf("/proc/%d/stat: %v", pid, err)
+			}
+			total += time.Duration(ticks) * 10 * time.Millisecond
+		}
+	}
+	return total
 }
 
 // BenchmarkInstantiate is a fresh instance of the smallest module (noop:
@@ -130,10 +187,11 @@ func BenchmarkInstantiate(b *testing.B) {
 	})
 	spec := executor.ModuleSpec{Name: "noop", Wasm: wasm}
 	b.Run("wazero/task", func(b *testing.B) {
-		runTasks(b, compileSpec(b, wazeroEngine(b), spec), benchInv(nil, 0))
+		runTasks(b, nil, compileSpec(b, wazeroEngine(b), spec), benchInv(nil, 0))
 	})
 	b.Run("wasmer/task", func(b *testing.B) {
-		runTasks(b, compileSpec(b, newEngine(b, Options{Workers: 1}), spec), benchInv(nil, 0))
+		e := newEngine(b, Options{Workers: 1})
+		runTasks(b, e, compileSpec(b, e, spec), benchInv(nil, 0))
 	})
 }
 
@@ -159,10 +217,11 @@ func BenchmarkGrow16(b *testing.B) {
 		})
 		spec := executor.ModuleSpec{Name: "grow16", Wasm: wasm, Entry: entry}
 		b.Run("wazero/"+entry, func(b *testing.B) {
-			runTasks(b, compileSpec(b, wazeroEngine(b), spec), benchInv(nil, 0))
+			runTasks(b, nil, compileSpec(b, wazeroEngine(b), spec), benchInv(nil, 0))
 		})
 		b.Run("wasmer/"+entry, func(b *testing.B) {
-			runTasks(b, compileSpec(b, newEngine(b, Options{Workers: 1}), spec), benchInv(nil, 0))
+			e := newEngine(b, Options{Workers: 1})
+			runTasks(b, e, compileSpec(b, e, spec), benchInv(nil, 0))
 		})
 	}
 }

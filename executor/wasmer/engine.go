@@ -168,8 +168,8 @@ func (o *Options) Validate() error {
 //     separately compiled variant of the module that only runs that set
 //     Invocation.Fuel (metering costs several times the speed of a loop).
 //
-// ResourceUsage: cpu_seconds is the CPU time of the threads that
-// instantiated and ran the guest; memory_peak_mb is the linear memory's
+// ResourceUsage: cpu_seconds is the CPU time the worker's guest thread spent
+// instantiating and running the guest (host calls included); memory_peak_mb is the linear memory's
 // final (hence largest) size; fuel_consumed is set on metered runs.
 type Engine struct {
 	opts     Options
