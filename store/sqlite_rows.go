@@ -192,6 +192,12 @@ func nonNilBytes(b []byte) []byte {
 	return b
 }
 
+// mutableSet assigns the columns UpdateTask writes, in mutable's order
+// (priority, state, attempt, max_retries and timeout_ms first).
+const mutableSet = `priority = ?, state = ?, attempt = ?, max_retries = ?, timeout_ms = ?,
+	started_at = ?, finished_at = ?, next_attempt_at = ?, ready_at = ?, labels = ?, result = ?, error = ?,
+	attempt_errors = ?, done_at = ?`
+
 // mutable holds the encoded fields UpdateTask writes.
 type mutable struct {
 	started, finished, next, readyAt, doneAt any

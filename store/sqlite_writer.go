@@ -66,6 +66,7 @@ type writer struct {
 type writerStmts struct {
 	insertTask, insertInput, insertEvent, taskByKey, updateTask, taskState, claim, claimKnown *sql.Stmt
 	claimFinish, progressOf, requeue, putAgent, deleteAgent, setMeta, begin, commit           *sql.Stmt
+	updateKnown, claimFinishKnown                                                             *sql.Stmt
 }
 
 // writeOp is one caller's write. run executes inside the batch's
@@ -155,6 +156,12 @@ func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Lo
 			started_at = ?, finished_at = ?, next_attempt_at = ?, ready_at = ?, labels = ?, result = ?, error = ?,
 			attempt_errors = ?, done_at = ?
 			WHERE task_id = ? AND state IN ('queued', 'retrying') AND attempt = ? RETURNING queue_seq, agent`},
+		// As updateTask and claimFinish, for a caller whose record names the
+		// row (QueueSeq): no index to search, nothing to return.
+		{&w.stmts.updateKnown, `UPDATE tasks SET ` + mutableSet + `
+			WHERE queue_seq = ? AND task_id = ? AND agent = ? AND state = ? AND (state <> 'running' OR started_at IS ?)`},
+		{&w.stmts.claimFinishKnown, `UPDATE tasks SET ` + mutableSet + `
+			WHERE queue_seq = ? AND task_id = ? AND agent = ? AND state IN ('queued', 'retrying') AND attempt = ?`},
 		{&w.stmts.begin, `BEGIN IMMEDIATE`},
 		{&w.stmts.commit, `COMMIT`},
 		{&w.stmts.taskState, `SELECT state FROM tasks WHERE task_id = ?`},
@@ -436,7 +443,7 @@ func (w *writer) stop() {
 
 func (w *writer) closeStmts() {
 	for _, s := range []*sql.Stmt{w.stmts.insertTask, w.stmts.insertInput, w.stmts.insertEvent, w.stmts.taskByKey, w.stmts.updateTask,
-		w.stmts.taskState, w.stmts.claim, w.stmts.claimKnown, w.stmts.claimFinish, w.stmts.begin, w.stmts.commit, w.stmts.progressOf, w.stmts.requeue, w.stmts.putAgent, w.stmts.deleteAgent, w.stmts.setMeta} {
+		w.stmts.taskState, w.stmts.claim, w.stmts.claimKnown, w.stmts.claimFinish, w.stmts.begin, w.stmts.commit, w.stmts.updateKnown, w.stmts.claimFinishKnown, w.stmts.progressOf, w.stmts.requeue, w.stmts.putAgent, w.stmts.deleteAgent, w.stmts.setMeta} {
 		if s != nil {
 			s.Close()
 		}
@@ -506,7 +513,31 @@ func (w *writer) createTask(t *TaskRecord, args []any, ev *protocol.TaskEvent, p
 func (w *writer) updateTask(t *TaskRecord, expect protocol.State, m *mutable, ev *protocol.TaskEvent, payload string, took *qentry) error {
 	var qseq int64
 	var agent string
-	if w.cur != nil && w.cur.merge {
+	merged := w.cur != nil && w.cur.merge
+	known := false
+	if t.QueueSeq > 0 {
+		// The record names its row: update it there. If it does not
+		// (another row, another state), the statements below find out why.
+		args := []any{int64(t.Priority), string(t.State), int64(t.Attempt), int64(t.MaxRetries), t.TimeoutMs,
+			m.started, m.finished, m.next, m.readyAt, m.labels, m.result, m.terr, m.attemptErrs, m.doneAt,
+			t.QueueSeq, t.TaskID, t.Agent}
+		var res sql.Result
+		var err error
+		if merged {
+			res, err = w.stmts.claimFinishKnown.Exec(append(args, int64(t.Attempt-1))...)
+		} else {
+			res, err = w.stmts.updateKnown.Exec(append(args, string(expect), m.started)...)
+		}
+		if err != nil {
+			return abort(fmt.Errorf("updating task %s: %w", t.TaskID, err))
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 1 {
+			known, qseq, agent = true, t.QueueSeq, t.Agent
+		}
+	}
+	if known {
+		// written
+	} else if merged {
 		// Paired with the claim, earlier in the batch, that appended only
 		// its event: the row goes from waiting to t under the claim's
 		// condition; anything else leaves that event alone: abort.
