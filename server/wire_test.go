@@ -6,6 +6,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/chimera-fabric/fabric/protocol"
 )
 
 func TestParseMessage(t *testing.T) {
@@ -170,4 +173,42 @@ func FuzzFrameReader(f *testing.F) {
 		}
 		t.Fatal("the reader did not end")
 	})
+}
+
+// BenchmarkEncodeResult: a finished task as task.wait answers it, in the
+// envelope written around the encoded result (encodeResult) and, beside it,
+// encoded as a response struct holding the result as json.RawMessage, which
+// encoding/json scans and copies once more.
+func BenchmarkEncodeResult(b *testing.B) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 678_000_000, time.UTC)
+	started, finished := at.Add(time.Millisecond), at.Add(3*time.Millisecond)
+	task := protocol.Task{
+		TaskID: "0b8e6a0e-6f5c-4d1e-9f57-6a3c1b2d9e11", Agent: "echo", Priority: protocol.High,
+		State: protocol.StateSucceeded, Attempt: 1, MaxRetries: 2, Labels: map[string]string{"batch": "nightly"},
+		CreatedAt: at, StartedAt: &started, FinishedAt: &finished, TimeoutMs: 30000,
+		Result: &protocol.ExecutionResult{
+			Output:     json.RawMessage(`{"prompt":"summarise the attached report","n":42}`),
+			Usage:      protocol.ResourceUsage{CPUSeconds: 0.000021, MemoryPeakMB: 0.0625},
+			KPIs:       map[string]float64{},
+			Logs:       []protocol.LogLine{{Level: "info", Msg: "echoing", At: started}},
+			DurationMs: 0.042,
+		},
+	}
+	id := json.RawMessage(`"w-12345"`)
+	b.Run("envelope", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			encodeResult(id, task)
+		}
+	})
+	b.Run("marshal-twice", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r, _ := json.Marshal(task)
+			mustMarshal(response{JSONRPC: "2.0", ID: id, Result: r})
+		}
+	})
+	if a, c := string(encodeResult(id, task)), string(mustMarshal(response{JSONRPC: "2.0", ID: id, Result: mustMarshal(task)})); a != c {
+		b.Fatalf("the envelope differs:\n%s\n%s", a, c)
+	}
 }
