@@ -13,7 +13,7 @@
 //	                  the submit's send to the wait's answer
 //	submit-subscribe  task.submit {subscribe: true}; the task is done when
 //	                  its terminal task.event arrives, after which the
-//	                  subscription is dropped (unsubscribe)
+//	                  subscription is dropped (an unsubscribe notification)
 //	submit            task.submit alone: the task's latency is the submit's
 //	                  answer, and the run does not wait for tasks to end (it
 //	                  fills the queue; a task that later fails is not seen)

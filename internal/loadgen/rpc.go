@@ -306,13 +306,29 @@ func (r *run) submitSubscribeWorker(ctx context.Context, rc *rpcConn) {
 		if r.cfg.KeepSubscriptions || len(ts) == 0 {
 			continue
 		}
-		// Drop the subscriptions as requests, not notifications: a
-		// notification over the connection's in-flight cap is dropped
-		// unanswered, and its subscription would live on.
-		r.calls(ctx, rc, protocol.MethodUnsubscribe, len(ts),
-			func(i int) any { return protocol.UnsubscribeParams{SubscriptionID: ts[i].subID} },
-			func(int) any { return nil },
-			func(int) {}, func(int, error) {})
+		// Drop the subscriptions with notifications: the server serves an
+		// unsubscribe even over the connection's in-flight cap, and
+		// nothing waits for an answer.
+		r.unsubscribe(ctx, rc, ts)
+	}
+}
+
+// unsubscribe ends the subscriptions of ts with unsubscribe notifications,
+// in one batch when there are several.
+func (r *run) unsubscribe(ctx context.Context, rc *rpcConn, ts []*task) {
+	var err error
+	if len(ts) == 1 {
+		err = rc.c.Notify(ctx, protocol.MethodUnsubscribe, protocol.UnsubscribeParams{SubscriptionID: ts[0].subID})
+	} else {
+		batch := make([]client.BatchCall, len(ts))
+		for i, t := range ts {
+			batch[i] = client.BatchCall{Method: protocol.MethodUnsubscribe, Notify: true,
+				Params: protocol.UnsubscribeParams{SubscriptionID: t.subID}}
+		}
+		err = rc.c.Batch(ctx, batch)
+	}
+	if err != nil && ctx.Err() == nil {
+		r.fail(err)
 	}
 }
 
