@@ -110,25 +110,30 @@ func TestAnswerFollowsWhatWasQueued(t *testing.T) {
 }
 
 // A request writing its answer to a peer that does not read does not hold
-// up a shutdown past its deadline: the connection is closed under it.
+// up a shutdown past its deadline: the connection is closed under it. The
+// writer is a request's goroutine (echo) or the reader itself (quick).
 func TestShutdownFreesAWriterStuckOnThePeer(t *testing.T) {
-	srv := newLayerServer(t, Config{}, nil)
-	c := startPipe(t, srv)
-	// net.Pipe has no buffer: with nobody reading, the answer's write
-	// blocks.
-	mustSend(t, c, `{"jsonrpc":"2.0","method":"echo","params":{"value":1},"id":1}`)
-	waitFor(t, "the answer's write to be under way", srv.writerHeld)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Shutdown: got %v, want the deadline's error (the peer never read)", err)
+	for _, method := range []string{"echo", "quick"} {
+		t.Run(method, func(t *testing.T) {
+			srv := newLayerServer(t, Config{}, nil)
+			c := startPipe(t, srv)
+			// net.Pipe has no buffer: with nobody reading, the answer's
+			// write blocks.
+			mustSend(t, c, `{"jsonrpc":"2.0","method":"`+method+`","params":{"value":1},"id":1}`)
+			waitFor(t, "the answer's write to be under way", srv.writerHeld)
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Shutdown: got %v, want the deadline's error (the peer never read)", err)
+			}
+			select {
+			case <-c.serve:
+			case <-time.After(recvTimeout):
+				t.Fatal("ServeStdio did not return")
+			}
+			c.serve <- nil
+		})
 	}
-	select {
-	case <-c.serve:
-	case <-time.After(recvTimeout):
-		t.Fatal("ServeStdio did not return")
-	}
-	c.serve <- nil
 }
 
 // writerHeld reports whether some session's right to write is held.
