@@ -55,8 +55,8 @@ func BenchmarkCompile(b *testing.B) {
 }
 
 // BenchmarkRunTiny is one task of the smallest agent: instantiate, call,
-// close, with the outcome built; "/timeout" with a task's timeout (a timer),
-// as the scheduler always sets one; "/reuse" in an instance reused from the
+// close, with the outcome built; "-timeout" with a task's timeout (a timer),
+// as the scheduler always sets one; "-reuse" in an instance reused from the
 // agent's earlier tasks (ModuleSpec.ReuseInstances).
 func BenchmarkRunTiny(b *testing.B) {
 	for _, c := range []struct {
@@ -65,12 +65,12 @@ func BenchmarkRunTiny(b *testing.B) {
 		reuse   bool
 	}{
 		{"noop", 0, false}, {"echo_fabric", 0, false}, {"echo", 0, false},
-		{"noop/timeout", time.Minute, false},
-		{"noop/reuse", 0, true}, {"echo_fabric/reuse", 0, true},
+		{"noop-timeout", time.Minute, false},
+		{"noop-reuse", 0, true}, {"echo_fabric-reuse", 0, true},
 	} {
 		b.Run(c.agent, func(b *testing.B) {
 			e := benchEngine(b)
-			agent, _, _ := strings.Cut(c.agent, "/")
+			agent, _, _ := strings.Cut(c.agent, "-")
 			m, err := e.Compile(context.Background(), executor.ModuleSpec{Name: agent, Wasm: enginetest.Agent(b, agent), ReuseInstances: c.reuse})
 			if err != nil {
 				b.Fatal(err)

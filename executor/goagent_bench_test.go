@@ -67,7 +67,7 @@ func BenchmarkGoAgentCompile(b *testing.B) {
 }
 
 // BenchmarkGoAgentRun is one task of a Go-built agent in a fresh instance,
-// as every task runs by default, and ("reactor/reuse") in an instance
+// as every task runs by default, and ("reactor-reuse") in an instance
 // reused from the agent's earlier tasks (ModuleSpec.ReuseInstances; a
 // wasi-command cannot).
 func BenchmarkGoAgentRun(b *testing.B) {
@@ -75,7 +75,7 @@ func BenchmarkGoAgentRun(b *testing.B) {
 		name  string
 		agent int
 		reuse bool
-	}{{"echo", 0, false}, {"reactor", 1, false}, {"reactor/reuse", 1, true}}
+	}{{"echo", 0, false}, {"reactor", 1, false}, {"reactor-reuse", 1, true}}
 	for _, r := range runs {
 		a := goAgents[r.agent]
 		b.Run(r.name, func(b *testing.B) {
