@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -458,4 +459,80 @@ func TestCheckpointerCopiesTheLog(t *testing.T) {
 	waitFor(t, "a checkpoint to copy the tasks into fabric.db", func() bool {
 		return s.cp.runs.Load() > 0 && size() > before
 	})
+}
+
+// A write is acknowledged only once the log holding its commit is synced,
+// and a read that saw the commit waits for that sync too.
+func TestAcknowledgedOnlyOnceSynced(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	gate := make(chan struct{})
+	s.w.y.sync = func(f *os.File) error {
+		<-gate
+		return f.Sync()
+	}
+	created := make(chan error, 1)
+	tr := claimTasks()[2]
+	go func() { _, _, _, err := s.CreateTask(ctx, tr); created <- err }()
+	committed := func() bool {
+		s.w.y.mu.Lock()
+		defer s.w.y.mu.Unlock()
+		return s.w.y.doneGen >= 1
+	}
+	waitFor(t, "the commit", committed)
+	read := make(chan error, 1)
+	go func() { _, err := s.GetTask(ctx, tr.TaskID); read <- err }()
+	// Both wait for the sync, which the gate holds: neither can be back.
+	select {
+	case err := <-created:
+		t.Fatalf("CreateTask returned (%v) before its commit was synced", err)
+	case err := <-read:
+		t.Fatalf("GetTask returned (%v) what no sync covered yet", err)
+	default:
+	}
+	if n, _ := s.LastSeq(ctx); n != 0 {
+		t.Errorf("LastSeq = %d before the sync, want 0", n)
+	}
+	close(gate)
+	if err := <-created; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-read; err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.LastSeq(ctx); n != 1 {
+		t.Errorf("LastSeq = %d after the sync, want 1", n)
+	}
+}
+
+// A failed fsync fails the writes it was for, and the store acknowledges
+// nothing after it: the kernel may have dropped what it could not write.
+func TestFailedSyncStopsAcknowledging(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, _, _, err := s.CreateTask(ctx, claimTasks()[0]); err != nil {
+		t.Fatal(err)
+	}
+	s.w.y.sync = func(*os.File) error { return errors.New("input/output error") }
+	_, _, _, err = s.CreateTask(ctx, claimTasks()[1])
+	if err == nil || !strings.Contains(err.Error(), "syncing fabric.db-wal failed") || !strings.Contains(err.Error(), "input/output error") {
+		t.Fatalf("CreateTask with a failing fsync: %v", err)
+	}
+	s.w.y.mu.Lock()
+	s.w.y.sync = (*os.File).Sync
+	s.w.y.mu.Unlock()
+	if _, _, _, err := s.CreateTask(ctx, claimTasks()[2]); err == nil {
+		t.Fatal("a write was acknowledged after a failed fsync")
+	}
+	if _, err := s.GetTask(ctx, claimTasks()[0].TaskID); err == nil {
+		t.Fatal("a read answered after a failed fsync")
+	}
 }

@@ -82,6 +82,11 @@ func (s *SQLite) GetAgent(ctx context.Context, name string) (AgentRecord, error)
 	}
 	defer s.life.RUnlock()
 	a, err := scanAgent(s.getAgent.QueryRowContext(ctx, name))
+	if err == nil || err == sql.ErrNoRows {
+		if derr := s.w.y.durable(); derr != nil {
+			return AgentRecord{}, derr
+		}
+	}
 	if err == sql.ErrNoRows {
 		return AgentRecord{}, agentNotFound(name)
 	}
@@ -106,7 +111,10 @@ func (s *SQLite) ListAgents(ctx context.Context) ([]AgentRecord, error) {
 		}
 		out = append(out, a)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, s.w.y.durable()
 }
 
 func (s *SQLite) CreateTask(ctx context.Context, t TaskRecord) (TaskRecord, protocol.TaskEvent, bool, error) {
@@ -201,6 +209,11 @@ func (s *SQLite) GetTask(ctx context.Context, id string) (TaskRecord, error) {
 	}
 	defer s.life.RUnlock()
 	r, err := scanTask(s.getTask.QueryRowContext(ctx, id))
+	if err == nil || err == sql.ErrNoRows {
+		if derr := s.w.y.durable(); derr != nil {
+			return TaskRecord{}, derr
+		}
+	}
 	if err == sql.ErrNoRows {
 		return TaskRecord{}, taskNotFound(id)
 	}
@@ -261,6 +274,9 @@ func (s *SQLite) ListTasks(ctx context.Context, f TaskFilter) ([]TaskRecord, str
 	}
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("store: listing tasks: %w", err)
+	}
+	if err := s.w.y.durable(); err != nil {
+		return nil, "", err
 	}
 	next := ""
 	if len(raw) > q.limit {
@@ -385,7 +401,10 @@ func (s *SQLite) Waiting(ctx context.Context, agent string) ([]TaskRecord, error
 		}
 		out = append(out, t)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, s.w.y.durable()
 }
 
 func (s *SQLite) Events(ctx context.Context, after int64, f EventFilter, limit int) ([]protocol.TaskEvent, error) {
@@ -429,7 +448,10 @@ func (s *SQLite) Events(ctx context.Context, after int64, f EventFilter, limit i
 		}
 		out = append(out, ev)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, s.w.y.durable()
 }
 
 func (s *SQLite) LastSeq(ctx context.Context) (int64, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,19 +20,22 @@ import (
 )
 
 // writer is the single goroutine that writes fabric.db. Callers hand it
-// writeOps by appending them to pending, in order; it takes everything
-// pending (up to maxBatch), runs it in one transaction and commits once:
-// group commit. Many concurrent writes share one fsync, and since one
+// writeOps by appending them to pending, in order; it runs them, in that
+// order, in a transaction it keeps open while the syncer fsyncs the last
+// commit, and commits once the syncer is free: group commit, with the SQL
+// of the next group done during the fsync of the last (loop). Many
+// concurrent writes share one commit and one fsync, and since one
 // goroutine assigns event seqs and QueueSeqs, they grow in commit order.
 //
 // The writer owns the in-memory state that mirrors the file: the next seqs
 // and the queue of waiting tasks. Ops that add to the queue do so as they
-// run, inside the batch. Ops that take a task out of it (a claim, an update
-// of a waiting task) take it when they are handed over, under qmu, in the
-// same step that orders them: so no claim takes a task that an earlier
-// write is changing, and a claim need not wait for its commit to know
-// which task is its own (SQLite.Claim). If a batch does not commit, the
-// state is reloaded from the file, less the tasks that pending writes took.
+// run, inside the transaction. Ops that take a task out of it (a claim, an
+// update of a waiting task) take it when they are handed over, under qmu,
+// in the same step that orders them: so no claim takes a task that an
+// earlier write is changing, and a claim need not wait for its commit to
+// know which task is its own (SQLite.Claim). If a transaction does not
+// commit, the state is reloaded from the file, less the tasks that pending
+// writes took.
 type writer struct {
 	conn     *sql.Conn
 	log      zerolog.Logger
@@ -47,20 +51,24 @@ type writer struct {
 	metaSeq  int64 // last_seq as stored in meta
 	metaQSeq int64 // last_queue_seq as stored in meta
 
-	committed atomic.Int64 // last event seq committed: LastSeq
+	committed atomic.Int64 // last event seq committed and synced: LastSeq
 	commits   atomic.Int64 // transactions committed
 	onCommit  func(time.Duration, int)
 	writes    atomic.Int64 // writes committed in them
-	pairs     atomic.Int64 // claims committed with the finish of their run (pair)
+	pairs     atomic.Int64 // claims committed with the finish of their run (deferredClaim)
 
 	qmu     sync.Mutex // guards queue and pending
 	queue   *waitQueue
 	pending []*writeOp // handed over, not yet taken, in order
 
-	cur     *writeOp       // the op running, on the writer goroutine
-	touched map[string]int // pair's index: a task's last op in the batch
-	paired  int64          // pairs in the batch being run
-	broken  error          // set when the file and memory could not be reconciled
+	y        *syncer  // fsyncs the log after the commits, and acknowledges them
+	cur      *writeOp // the op running, on the writer goroutine
+	inTx     bool     // a transaction is open
+	began    time.Time
+	txOps    []*writeOp               // the writes run in it
+	deferred map[string]deferredClaim // claims whose row update waits, by task
+	paired   int64                    // claims merged into their finish in it
+	broken   error                    // set when the file and memory could not be reconciled
 }
 
 type writerStmts struct {
@@ -69,34 +77,34 @@ type writerStmts struct {
 	updateKnown, claimFinishKnown                                                             *sql.Stmt
 }
 
-// writeOp is one caller's write. run executes inside the batch's
+// writeOp is one caller's write. run executes inside the writer's
 // transaction; an error it returns fails that op alone if the op wrote
 // nothing, and must be an abortBatch if it did.
 type writeOp struct {
 	ctx  context.Context
 	run  func(w *writer) error
 	err  error
-	done chan struct{} // signalled once the op's batch ended, unless pend is set
+	done chan struct{} // signalled once the op is synced or failed, unless pend is set
 	pend *Pending      // an op nobody waits for: its end goes to pend
 	took *qentry       // the queue entry the op took when handed over
 
 	task    string // the task the op writes, if it names one
 	kind    opKind
 	started int64 // a claim's start, or the start of the claim a finish is for
-	merge   bool  // paired (pair): a claim and the finish of its run, in one batch
+	merge   bool  // a finish that makes its claim's deferred update (settleClaims)
 }
 
-// opKind tells the ops that pair does something with.
+// opKind tells the ops that deferredClaim does something with.
 type opKind uint8
 
 const (
 	opOther  opKind = iota
-	opClaim         // a claim from a kept record (claimKnown)
+	opClaim         // a claim from a kept record (claimKnown), deferred
 	opFinish        // an update of a running task (updateTask expecting running)
 )
 
-// abortBatch fails the whole batch: an op failed after writing part of its
-// change, which must not be committed.
+// abortBatch fails the whole transaction: an op failed after writing part
+// of its change, which must not be committed.
 type abortBatch struct{ err error }
 
 func (a abortBatch) Error() string { return a.err.Error() }
@@ -126,9 +134,9 @@ func putOp(o *writeOp) {
 // recCacheBytes bounds the records the queue keeps for claims (queue.go).
 const recCacheBytes = 32 << 20
 
-func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Logger, onCommit func(time.Duration, int)) (*writer, error) {
+func newWriter(ctx context.Context, conn *sql.Conn, dbPath string, maxBatch int, log zerolog.Logger, onCommit func(time.Duration, int)) (*writer, error) {
 	w := &writer{conn: conn, log: log, maxBatch: maxBatch, onCommit: onCommit, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
-		touched: map[string]int{}}
+		deferred: map[string]deferredClaim{}, y: newSyncer(dbPath)}
 	prep := func(dst **sql.Stmt, q string) error {
 		if *dst != nil {
 			return nil
@@ -188,6 +196,8 @@ func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Lo
 		w.closeStmts()
 		return nil, err
 	}
+	w.committed.Store(w.seq)
+	go w.y.loop(&w.committed, func(err error) { w.log.Error().Err(err).Msg("the store stops acknowledging writes") })
 	go w.loop()
 	return w, nil
 }
@@ -223,14 +233,30 @@ func (w *writer) load(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("store: reading the queue: %w", err)
 	}
+	// A pending claim whose task the file does not hold as waiting took
+	// it from a write that failed (its creation, rolled back): it fails
+	// now, before it runs, since a claim's event is written before its
+	// row (deferredClaim).
+	kept := w.pending[:0]
+	var lost []*writeOp
 	for _, o := range w.pending {
 		if o.took != nil {
+			if o.kind == opClaim && q.byID[o.took.id] == nil {
+				lost = append(lost, o)
+				continue
+			}
 			q.remove(o.took.id)
 		}
+		kept = append(kept, o)
+	}
+	clear(w.pending[len(kept):])
+	w.pending = kept
+	for _, o := range lost {
+		o.err = fmt.Errorf("%w: the write that created it was rolled back", taskNotFound(o.took.id))
+		o.notify()
 	}
 	w.seq, w.metaSeq = max(maxSeq, metaSeq), metaSeq
 	w.queueSeq, w.metaQSeq = max(maxQSeq, metaQSeq), metaQSeq
-	w.committed.Store(w.seq)
 	w.queue = q
 	return nil
 }
@@ -246,6 +272,16 @@ func (w *writer) poke() {
 	}
 }
 
+// notify tells the op's caller that it ended, with o.err.
+func (o *writeOp) notify() {
+	if o.pend != nil {
+		o.pend.finish(o.err)
+		putOp(o)
+	} else {
+		o.done <- struct{}{}
+	}
+}
+
 // await waits for an op handed over without pend, and recycles it.
 func (w *writer) await(o *writeOp) error {
 	<-o.done
@@ -256,29 +292,27 @@ func (w *writer) await(o *writeOp) error {
 
 func (w *writer) loop() {
 	defer close(w.done)
-	batch := make([]*writeOp, 0, w.maxBatch)
+	chunk := make([]*writeOp, 0, w.maxBatch)
 	for {
 		quit := false
 		select {
 		case <-w.wake:
+		case <-w.y.idle:
 		case <-w.quit:
 			// Close waits for the calls in progress, but a claim's write
 			// may still be pending (nobody waits for it): commit it.
 			quit = true
 		}
 		for {
-			if batch = w.take(batch[:0]); len(batch) == 0 {
-				break
+			chunk = w.take(chunk[:0])
+			n := len(chunk)
+			w.execute(chunk)
+			clear(chunk)
+			if len(w.txOps) > 0 && (quit || len(w.txOps) >= w.maxBatch || !w.y.busy()) {
+				w.commit()
 			}
-			w.runBatch(batch)
-			for i, o := range batch {
-				if o.pend != nil {
-					o.pend.finish(o.err)
-					putOp(o)
-				} else {
-					o.done <- struct{}{}
-				}
-				batch[i] = nil
+			if n == 0 {
+				break
 			}
 		}
 		if quit {
@@ -287,50 +321,51 @@ func (w *writer) loop() {
 	}
 }
 
-// take moves the pending writes, up to maxBatch, to batch. Callers woken
+// The writer keeps a transaction open and runs each write as it is taken:
+// while the syncer fsyncs the log, the writes that arrive run into the
+// next transaction, which commits as soon as the syncer is free (or holds
+// maxBatch writes). So a commit carries everything that came during one
+// fsync, the SQL is done meanwhile, and there are no more commits than
+// fsyncs: each one writes the same hot pages to the log again.
+
+// take moves the pending writes, up to maxBatch, to chunk. Callers woken
 // by the last commit may still be on their way, runnable but not yet run:
 // yielding the processor a few times lets them arrive and share this commit
 // rather than wait for the next one.
-func (w *writer) take(batch []*writeOp) []*writeOp {
-	for round := 0; round < lingerRounds && len(batch) < w.maxBatch; round++ {
-		n := len(batch)
+func (w *writer) take(chunk []*writeOp) []*writeOp {
+	for round := 0; round < lingerRounds && len(chunk) < w.maxBatch; round++ {
+		n := len(chunk)
 		w.qmu.Lock()
 		k := min(len(w.pending), w.maxBatch-n)
-		batch = append(batch, w.pending[:k]...)
+		chunk = append(chunk, w.pending[:k]...)
 		left := copy(w.pending, w.pending[k:])
 		clear(w.pending[left:])
 		w.pending = w.pending[:left]
 		w.qmu.Unlock()
-		if len(batch) == 0 || round > 0 && len(batch) == n {
+		if len(chunk) == 0 || round > 0 && len(chunk) == n {
 			break // nothing to do, or nobody came during the yield
 		}
 		runtime.Gosched()
 	}
-	return batch
+	return chunk
 }
 
-// lingerRounds bounds drain's yields: each costs a scheduler pass, a few
+// lingerRounds bounds take's yields: each costs a scheduler pass, a few
 // microseconds, against a commit's fsync of a millisecond or more.
 const lingerRounds = 4
 
-func (w *writer) runBatch(batch []*writeOp) {
-	if w.broken != nil {
-		for _, o := range batch {
+// execute runs a chunk of writes in the open transaction, beginning one if
+// needed. A write that aborts rolls the transaction back (rollback).
+func (w *writer) execute(chunk []*writeOp) {
+	for i, o := range chunk {
+		if w.broken == nil {
+			w.broken = w.y.failed()
+		}
+		if w.broken != nil {
 			o.err = w.broken
+			o.notify()
+			continue
 		}
-		return
-	}
-	bg := context.Background()
-	began := time.Now()
-	w.pair(batch)
-	if _, err := w.stmts.begin.Exec(); err != nil {
-		for _, o := range batch {
-			o.err = fmt.Errorf("store: beginning a transaction: %w", err)
-		}
-		return
-	}
-	var failed error
-	for _, o := range batch {
 		if err := o.ctx.Err(); err != nil {
 			o.err = err
 			if o.took != nil {
@@ -338,71 +373,153 @@ func (w *writer) runBatch(batch []*writeOp) {
 				w.queue.restore(o.took)
 				w.qmu.Unlock()
 			}
+			o.notify()
 			continue
 		}
-		o.err = w.runOp(o)
+		if !w.inTx {
+			if _, err := w.stmts.begin.Exec(); err != nil {
+				o.err = fmt.Errorf("store: beginning a transaction: %w", err)
+				w.rollback(o.err, chunk[i:])
+				return
+			}
+			w.inTx, w.began = true, time.Now()
+		}
+		w.txOps = append(w.txOps, o)
+		err := w.settleClaims(o)
+		if err == nil {
+			err = w.runOp(o)
+		}
+		o.err = err
 		var ab abortBatch
-		if errors.As(o.err, &ab) {
-			failed = ab.err
-			break
+		if errors.As(err, &ab) {
+			w.rollback(ab.err, chunk[i+1:])
+			return
 		}
 	}
-	if failed == nil {
-		if _, err := w.stmts.commit.Exec(); err != nil {
-			failed = fmt.Errorf("committing: %w", err)
+}
+
+// commit commits the open transaction and hands its writes to the syncer,
+// which acknowledges them once the log is synced.
+func (w *writer) commit() {
+	for id := range w.deferred {
+		if err := w.flushClaim(id); err != nil {
+			w.rollback(err, nil)
+			return
 		}
 	}
-	if failed == nil {
-		w.committed.Store(w.seq)
-		w.commits.Add(1)
-		w.writes.Add(int64(len(batch)))
-		w.pairs.Add(w.paired)
-		if w.onCommit != nil {
-			w.onCommit(time.Since(began), len(batch))
-		}
+	// From here a read may see the transaction: it waits for this
+	// commit's sync before it answers (syncer.durable).
+	w.y.started.Add(1)
+	if _, err := w.stmts.commit.Exec(); err != nil {
+		w.y.ended(nil, 0)
+		w.rollback(fmt.Errorf("committing: %w", err), nil)
 		return
 	}
-	// Nothing of the batch is durable: say so to every op and make memory
-	// match the file again. No write is handed over meanwhile, so that
-	// none takes a task from the queue the failure made stale.
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	w.conn.ExecContext(bg, "ROLLBACK")
-	for _, o := range batch {
-		o.err = fmt.Errorf("store: write not committed: %w", failed)
+	w.inTx = false
+	w.commits.Add(1)
+	w.writes.Add(int64(len(w.txOps)))
+	w.pairs.Add(w.paired)
+	w.paired = 0
+	if w.onCommit != nil {
+		w.onCommit(time.Since(w.began), len(w.txOps))
 	}
-	w.log.Error().Err(failed).Int("ops", len(batch)).Msg("a store write batch failed and was rolled back")
+	w.y.ended(w.txOps, w.seq)
+	clear(w.txOps)
+	w.txOps = w.txOps[:0]
+}
+
+// rollback undoes the open transaction: nothing of it is durable, which
+// every write in it is told, and memory is made to match the file again.
+// rest, writes taken but not run, go back to the front of the pending ones,
+// so that the reload leaves the tasks they took out of the queue. No write
+// is handed over meanwhile, so that none takes a task from the queue the
+// failure made stale.
+func (w *writer) rollback(failed error, rest []*writeOp) {
+	bg := context.Background()
+	w.qmu.Lock()
+	if w.inTx {
+		w.conn.ExecContext(bg, "ROLLBACK")
+	}
+	w.inTx = false
+	clear(w.deferred)
+	w.paired = 0
+	failedOps := slices.Clone(w.txOps)
+	clear(w.txOps)
+	w.txOps = w.txOps[:0]
+	w.pending = append(slices.Clone(rest), w.pending...)
+	if len(failedOps) > 0 {
+		w.log.Error().Err(failed).Int("ops", len(failedOps)).Msg("a store write batch failed and was rolled back")
+	}
 	if err := w.load(bg); err != nil {
 		w.broken = fmt.Errorf("store: unusable after a failed write (%v), then a failed reload: %w", failed, err)
 		w.log.Error().Err(w.broken).Msg("the store stops writing; restart fabricd")
 	}
-}
-
-// pair finds, in a batch, each claim followed by the finish of its run
-// with no other write of the task between: the claim then only appends its
-// event, and the finish makes the row's one update, from waiting to its
-// end, under the claim's condition. A task run while its claim waited for
-// the writer (a short task, or a busy writer) costs one row update, not two.
-// A finish whose context can end is not paired: it could be skipped,
-// leaving the claim half written.
-func (w *writer) pair(batch []*writeOp) {
-	clear(w.touched)
-	w.paired = 0
-	for i, o := range batch {
-		if o.task == "" {
-			continue
-		}
-		if o.kind == opFinish && o.ctx.Done() == nil {
-			if j, ok := w.touched[o.task]; ok && batch[j].kind == opClaim && batch[j].started == o.started {
-				batch[j].merge, o.merge = true, true
-				w.paired++
-			}
-		}
-		w.touched[o.task] = i
+	w.qmu.Unlock()
+	if len(rest) > 0 {
+		w.poke()
+	}
+	for _, o := range failedOps {
+		o.err = fmt.Errorf("store: write not committed: %w", failed)
+		o.notify()
 	}
 }
 
-// runOp runs one op; a panic in it fails the batch instead of killing the
+// A claim from a kept record only appends its event when it runs; the
+// update of its row is deferred. When the finish of the task's run comes
+// in the same transaction, as it does for a short task (or while a busy
+// writer's fsync runs), that finish makes the row's one update, from
+// waiting to its end, under the claim's condition: one row update instead
+// of two. Any other write of the task, a write that names no task, and the
+// commit first make the claim's own update (flushClaim).
+type deferredClaim struct {
+	e       *qentry
+	attempt int   // the attempt before the claim
+	started int64 // the claim's start, as stored
+}
+
+// settleClaims flushes the deferred claims o could see, and marks o to
+// make its task's claim update if it is that claim's finish (merge). A
+// finish whose context can end is not merged: it could be skipped, leaving
+// the claim half written.
+func (w *writer) settleClaims(o *writeOp) error {
+	if len(w.deferred) == 0 {
+		return nil
+	}
+	if o.task == "" {
+		for id := range w.deferred {
+			if err := w.flushClaim(id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	d, ok := w.deferred[o.task]
+	if !ok {
+		return nil
+	}
+	if o.kind == opFinish && o.ctx.Done() == nil && o.started == d.started {
+		o.merge = true
+		return nil
+	}
+	return w.flushClaim(o.task)
+}
+
+// flushClaim makes a deferred claim's row update. Its event is written
+// already: a claim that no longer finds its task aborts.
+func (w *writer) flushClaim(id string) error {
+	d := w.deferred[id]
+	delete(w.deferred, id)
+	res, err := w.stmts.claimKnown.Exec(d.started, d.e.seq, d.attempt)
+	if err != nil {
+		return abort(fmt.Errorf("claiming task %s: %w", id, err))
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return abort(fmt.Errorf("claiming task %s: %w", id, w.claimLost(d.e)))
+	}
+	return nil
+}
+
+// runOp runs one op; a panic in it fails the transaction instead of killing the
 // writer, which every later write would wait for.
 func (w *writer) runOp(o *writeOp) (err error) {
 	w.cur = o
@@ -438,6 +555,7 @@ func (w *writer) saveMeta(ctx context.Context) error {
 func (w *writer) stop() {
 	close(w.quit)
 	<-w.done
+	w.y.stop()
 	w.closeStmts()
 }
 
@@ -452,7 +570,7 @@ func (w *writer) closeStmts() {
 
 // insertEvent appends ev, an event of the task with QueueSeq taskSeq, with
 // the next seq. The caller has written already, so a failure aborts the
-// batch.
+// transaction.
 func (w *writer) insertEvent(taskSeq int64, ev *protocol.TaskEvent, payload string) error {
 	seq := w.seq + 1
 	if _, err := w.stmts.insertEvent.Exec(seq, taskSeq, ev.TaskID, ev.Agent, payload); err != nil {
@@ -538,9 +656,10 @@ func (w *writer) updateTask(t *TaskRecord, expect protocol.State, m *mutable, ev
 	if known {
 		// written
 	} else if merged {
-		// Paired with the claim, earlier in the batch, that appended only
-		// its event: the row goes from waiting to t under the claim's
-		// condition; anything else leaves that event alone: abort.
+		// Merged with the claim, earlier in the transaction, that
+		// appended only its event: the row goes from waiting to t under
+		// the claim's condition; anything else leaves that event alone:
+		// abort.
 		err := w.stmts.claimFinish.QueryRow(int64(t.Priority), string(t.State), t.Attempt, t.MaxRetries, t.TimeoutMs,
 			m.started, m.finished, m.next, m.readyAt, m.labels, m.result, m.terr, m.attemptErrs, m.doneAt,
 			t.TaskID, t.Attempt-1).Scan(&qseq, &agent)
@@ -566,8 +685,12 @@ func (w *writer) updateTask(t *TaskRecord, expect protocol.State, m *mutable, ev
 		return stateChanged(t.TaskID, got, expect)
 	} else if err != nil {
 		// The statement is undone, but it may have run RETURNING's row:
-		// do not trust the rest of the batch.
+		// do not trust the rest of the transaction.
 		return abort(fmt.Errorf("updating task %s: %w", t.TaskID, err))
+	}
+	if merged {
+		delete(w.deferred, t.TaskID)
+		w.paired++
 	}
 	ev.Agent = agent
 	if err := w.insertEvent(qseq, ev, payload); err != nil {
@@ -616,19 +739,14 @@ func (w *writer) claimLost(e *qentry) error {
 }
 
 // claimKnown records the claim of a task whose record the claimer had
-// (attempt is the attempt before the claim) and appends its event.
+// (attempt is the attempt before the claim): it appends the claim's event
+// and defers the row's update (deferredClaim).
 func (w *writer) claimKnown(e *qentry, attempt int, now time.Time, ev *protocol.TaskEvent, payload string) error {
-	if w.cur != nil && w.cur.merge {
-		return w.insertEvent(e.seq, ev, payload) // the finish updates the row (pair)
+	if err := w.insertEvent(e.seq, ev, payload); err != nil {
+		return err
 	}
-	res, err := w.stmts.claimKnown.Exec(toNanos(now), e.seq, attempt)
-	if err != nil {
-		return abort(fmt.Errorf("claiming task %s: %w", e.id, err))
-	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		return w.claimLost(e)
-	}
-	return w.insertEvent(e.seq, ev, payload)
+	w.deferred[e.id] = deferredClaim{e: e, attempt: attempt, started: toNanos(now)}
+	return nil
 }
 
 // claimRead claims a task whose record must be read, and appends its event.
