@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -534,5 +535,50 @@ func TestFailedSyncStopsAcknowledging(t *testing.T) {
 	}
 	if _, err := s.GetTask(ctx, claimTasks()[0].TaskID); err == nil {
 		t.Fatal("a read answered after a failed fsync")
+	}
+}
+
+// Under a steady load the log starts over: without the writer's own
+// checkpoint once it is long (restartLog), it would only grow, since the
+// writer commits while the checkpointer copies.
+func TestLogStartsOverUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	run := func(restart int64) (walBytes, restarts int64) {
+		dir := t.TempDir()
+		s, err := OpenSQLite(ctx, dir, Options{checkpointEvery: 5 * time.Millisecond, restartFrames: restart})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 150 {
+					tr := claimTasks()[2]
+					tr.TaskID = fmt.Sprintf("g%d-%d", g, i)
+					if _, _, _, err := s.CreateTask(ctx, tr); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		fi, err := os.Stat(filepath.Join(dir, dbName+"-wal"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size(), s.w.restarts.Load()
+	}
+	grown, none := run(1 << 40)
+	kept, restarts := run(16)
+	t.Logf("log without restarts %d KiB, with %d restarts %d KiB", grown>>10, restarts, kept>>10)
+	if none != 0 || restarts == 0 {
+		t.Fatalf("restarts: %d and %d, want 0 and some", none, restarts)
+	}
+	if kept > grown/2 {
+		t.Errorf("the log grew to %d bytes with restarts, %d without: it did not start over", kept, grown)
 	}
 }

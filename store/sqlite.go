@@ -40,6 +40,10 @@ type Options struct {
 	// BusyTimeout is how long a connection waits for a lock held by another
 	// connection of this process (a checkpoint, say). Default 5s.
 	BusyTimeout time.Duration
+
+	// Tests shorten these (checkpointer); zero means the defaults.
+	checkpointEvery time.Duration
+	restartFrames   int64
 }
 
 // Validate checks o; zero fields mean their defaults.
@@ -65,6 +69,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.BusyTimeout == 0 {
 		o.BusyTimeout = 5 * time.Second
+	}
+	if o.checkpointEvery == 0 {
+		o.checkpointEvery = checkpointEvery
+	}
+	if o.restartFrames == 0 {
+		o.restartFrames = restartFrames
 	}
 	return o
 }
@@ -158,7 +168,8 @@ func OpenSQLite(ctx context.Context, dir string, opts Options) (_ *SQLite, err e
 		return nil, fmt.Errorf("store: opening %s: %w", dbPath, err)
 	}
 	s.cdb.SetMaxOpenConns(1)
-	s.cp = startCheckpointer(s.cdb, s.w, opts.Logger, checkpointEvery)
+	s.w.restartAt = opts.restartFrames
+	s.cp = startCheckpointer(s.cdb, s.w, opts.Logger, opts.checkpointEvery)
 
 	if s.rdb, err = sql.Open("sqlite", sqliteDSN(dbPath, opts.BusyTimeout, true)); err != nil {
 		return nil, fmt.Errorf("store: opening %s: %w", dbPath, err)

@@ -56,6 +56,9 @@ type writer struct {
 	onCommit  func(time.Duration, int)
 	writes    atomic.Int64 // writes committed in them
 	pairs     atomic.Int64 // claims committed with the finish of their run (deferredClaim)
+	logFrames atomic.Int64 // the log's length at the checkpointer's last run
+	restarts  atomic.Int64 // restartLog's checkpoints
+	restartAt int64        // the log's length that calls for restartLog
 
 	qmu     sync.Mutex // guards queue and pending
 	queue   *waitQueue
@@ -426,6 +429,21 @@ func (w *writer) commit() {
 	w.y.ended(w.txOps, w.seq)
 	clear(w.txOps)
 	w.txOps = w.txOps[:0]
+	if w.logFrames.Load() >= w.restartAt {
+		w.restartLog()
+	}
+}
+
+// restartLog checkpoints on the writer's connection, between two
+// transactions, so that the next one starts the log over (checkpointer).
+// The background checkpointer has copied all but the last few commits.
+func (w *writer) restartLog() {
+	w.logFrames.Store(0) // the checkpointer says again if this did not do
+	var busy, logFrames, copied int64
+	if err := w.conn.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &copied); err != nil {
+		w.log.Warn().Err(err).Msg("checkpointing the store's log failed; retrying later")
+	}
+	w.restarts.Add(1)
 }
 
 // rollback undoes the open transaction: nothing of it is durable, which
