@@ -241,7 +241,7 @@ func BenchmarkWorkerRun(b *testing.B) {
 		wasm        []byte
 	}{{"noop", "run", enginetest.Agent(b, "noop")}, {"grow16", "run", grow}} {
 		b.Run(c.name, func(b *testing.B) {
-			w := &worker{modules: map[moduleKey]*wasmer.Module{}, cfg: initConfig{
+			w := &worker{modules: map[moduleKey]*heldModule{}, cfg: initConfig{
 				Version: protocolVersion, StackBytes: DefaultStackBytes, Compiler: CompilerCranelift}}
 			var events bytes.Buffer
 			w.ev.w = bufio.NewWriter(&events)

@@ -26,6 +26,7 @@ typedef void (*fab_metering_set_t)(const void*, uint64_t);
 typedef _Bool (*fab_metering_exhausted_t)(const void*);
 typedef void* (*fab_func_new_with_env_t)(void*, const void*, void* (*)(void*, const fab_vec_t*, fab_vec_t*), void*, void (*)(void*));
 typedef void* (*fab_trap_new_t)(void*, const fab_vec_t*);
+typedef void (*fab_val_vec_delete_t)(fab_vec_t*);
 
 static fab_func_call_t p_func_call;
 static fab_trap_message_t p_trap_message;
@@ -39,6 +40,7 @@ static fab_metering_set_t p_metering_set;
 static fab_metering_exhausted_t p_metering_exhausted;
 static fab_func_new_with_env_t p_func_new_with_env;
 static fab_trap_new_t p_trap_new;
+static fab_val_vec_delete_t p_val_vec_delete;
 
 // fab_load finds the functions in the wasmer library that wasmer-go linked
 // into the process. It returns the name of the first one missing, or NULL.
@@ -50,6 +52,7 @@ static const char* fab_load(void) {
 	FAB_SYM(p_trap_delete, "wasm_trap_delete")
 	FAB_SYM(p_func_new_with_env, "wasm_func_new_with_env")
 	FAB_SYM(p_trap_new, "wasm_trap_new")
+	FAB_SYM(p_val_vec_delete, "wasm_val_vec_delete")
 	return NULL;
 }
 
@@ -80,9 +83,26 @@ typedef struct { uintptr_t id; void* store; } fab_host_env_t;
 
 static const char fab_stop_message[] = "guest stopped by the host";
 
+// wasmer 2.0.0-rc2 leaks the two vectors it hands a host function, its
+// arguments and its results (some 32 bytes a call, without end in a worker
+// that lives for millions of calls). They are freed here: the arguments once
+// read, the results at the next host call or when the guest's call returns,
+// wasmer having read them by then. fab_pending is the guest thread's.
+static __thread fab_vec_t fab_pending;
+
+static void fab_free_pending(void) {
+	if (fab_pending.data) p_val_vec_delete(&fab_pending);
+	fab_pending.size = 0;
+	fab_pending.data = NULL;
+}
+
 static void* fab_host_callback(void* env, const fab_vec_t* args, fab_vec_t* results) {
 	fab_host_env_t* e = env;
-	if (fabHostCall(e->id, args->data, args->size, results->data, results->size)) {
+	fab_free_pending();
+	uint32_t stop = fabHostCall(e->id, args->data, args->size, results->data, results->size);
+	p_val_vec_delete((fab_vec_t*)args);
+	fab_pending = *results;
+	if (stop) {
 		// wasm_message_t is NUL-terminated; wasmer takes the trap's ownership.
 		fab_vec_t msg = {sizeof fab_stop_message, (void*)fab_stop_message};
 		return p_trap_new(e->store, &msg);
@@ -125,6 +145,7 @@ static void fab_call(fab_call_t* c) {
 	fab_vec_t args = {0, NULL};
 	fab_vec_t res = {c->nresults, &c->result};
 	void* trap = p_func_call(c->fn, &args, &res);
+	fab_free_pending();
 	if (trap) {
 		fab_vec_t msg = {0, NULL};
 		p_trap_message(trap, &msg);
@@ -197,6 +218,9 @@ func loadNative() (metering bool, err error) {
 	if missing := C.fab_load(); missing != nil {
 		return false, fmt.Errorf("the wasmer library lacks %s", C.GoString(missing))
 	}
+	if err := loadInstanceAPI(); err != nil {
+		return false, err
+	}
 	return C.fab_load_metering() == nil, nil
 }
 
@@ -204,7 +228,7 @@ func loadNative() (metering bool, err error) {
 // reads holds its C pointer in its first field. wasmer-go is pinned (v1.0.4),
 // so this fails only on a deliberate upgrade.
 func checkLayouts() error {
-	for _, v := range []any{wasmer.Config{}, wasmer.Instance{}, wasmer.Function{}, wasmer.Store{}, wasmer.FunctionType{}} {
+	for _, v := range []any{wasmer.Config{}, wasmer.Module{}, wasmer.Function{}, wasmer.Store{}, wasmer.FunctionType{}} {
 		t := reflect.TypeOf(v)
 		if t.NumField() == 0 || t.Field(0).Name != "_inner" || t.Field(0).Offset != 0 ||
 			t.Field(0).Type.Kind() != reflect.Pointer {
@@ -216,7 +240,7 @@ func checkLayouts() error {
 
 // cstruct are the wasmer-go types whose C pointer inner reads.
 type cstruct interface {
-	wasmer.Config | wasmer.Instance | wasmer.Function | wasmer.Store | wasmer.FunctionType
+	wasmer.Config | wasmer.Module | wasmer.Function | wasmer.Store | wasmer.FunctionType
 }
 
 // inner is the C pointer inside a wasmer-go object.
@@ -245,9 +269,9 @@ func newHostFunction(store *wasmer.Store, ft *wasmer.FunctionType, id int) (*was
 // cfg; call it only when loadNative reported metering.
 func pushMetering(cfg *wasmer.Config) { C.fab_push_metering(inner(cfg)) }
 
-func pointsGet(i *wasmer.Instance) uint64     { return uint64(C.fab_points_get(inner(i))) }
-func pointsSet(i *wasmer.Instance, v uint64)  { C.fab_points_set(inner(i), C.uint64_t(v)) }
-func pointsExhausted(i *wasmer.Instance) bool { return C.fab_points_exhausted(inner(i)) != 0 }
+func pointsGet(i *instance) uint64     { return uint64(C.fab_points_get(i.ptr)) }
+func pointsSet(i *instance, v uint64)  { C.fab_points_set(i.ptr, C.uint64_t(v)) }
+func pointsExhausted(i *instance) bool { return C.fab_points_exhausted(i.ptr) != 0 }
 
 // callResult is what a guest call did.
 type callResult struct {
@@ -281,12 +305,11 @@ var errNotGuestThread = errors.New("a guest call off the guest thread (onGuestTh
 // thread, which must be the guest thread. A guest that overflows its stack
 // traps (wasmer's guard page), leaving the thread usable; the depth at which
 // it does is the same on every call, the calls' path being.
-func callGuest(f *wasmer.Function, results int) (callResult, error) {
+func callGuest(f unsafe.Pointer, results int) (callResult, error) {
 	var c C.fab_call_t
-	c.fn = inner(f)
+	c.fn = f
 	c.nresults = C.size_t(results)
 	C.fab_call(&c)
-	runtime.KeepAlive(f)
 	if c.err != 0 {
 		return callResult{}, errNotGuestThread
 	}

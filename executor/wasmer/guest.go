@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/wasmerio/wasmer-go/wasmer"
 	"golang.org/x/sys/unix"
@@ -30,8 +31,8 @@ type guestRun struct {
 	rs   executor.RunState // the worker's copy; the parent keeps another from the events
 	wasi wasiCtx
 	rand executor.SeededRand
-	inst *wasmer.Instance
-	mem  *wasmer.Memory
+	inst *instance
+	mem  unsafe.Pointer // wasm_memory_t*, nil when the module has no memory
 
 	wallNext, monoNext int64 // the fake clocks' next readings
 	wasiFailed         string
@@ -39,7 +40,7 @@ type guestRun struct {
 	// sampled is the memory the flusher samples, so that the parent knows
 	// the memory's size should it have to kill the worker.
 	sampleMu  sync.Mutex
-	sampled   *wasmer.Memory
+	sampled   unsafe.Pointer
 	lastPages uint32
 }
 
@@ -102,13 +103,13 @@ func (r *guestRun) sampleMemory() {
 	if r.sampled == nil {
 		return
 	}
-	if pages := uint32(r.sampled.Size()); pages != r.lastPages {
+	if pages := memoryPages(r.sampled); pages != r.lastPages {
 		r.lastPages = pages
 		r.emit(evMemory, (&enc{}).u32(pages).b)
 	}
 }
 
-func (r *guestRun) setSampled(m *wasmer.Memory) {
+func (r *guestRun) setSampled(m unsafe.Pointer) {
 	r.sampleMu.Lock()
 	defer r.sampleMu.Unlock()
 	r.sampled = m
@@ -119,7 +120,7 @@ func (r *guestRun) memory() []byte {
 	if r.mem == nil {
 		return nil
 	}
-	return r.mem.Data()
+	return memoryBytes(r.mem)
 }
 
 // emit sends an event of the run to the parent.
@@ -148,13 +149,13 @@ func (s *eventStdio) Write(p []byte) (int, error) {
 
 // run instantiates m, runs the module's start function, _initialize and the
 // entry, and reports how the run ended.
-func (r *guestRun) run(es *engineState, m *wasmer.Module) runDone {
+func (r *guestRun) run(es *engineState, m *heldModule) runDone {
 	q := r.q
 	var done runDone
 	// The guest thread's CPU time (onGuestThread: this goroutine is locked
 	// to it), read once before and once after: a read is a system call.
 	cpu0 := threadCPU()
-	inst, err := wasmer.NewInstance(m, es.imports)
+	inst, err := instantiate(es, m)
 	if err != nil {
 		done = runDone{End: endError, Code: protocol.CodeTrap, Message: "instantiating the module: " + err.Error()}
 		done.CPUNanos = threadCPU() - cpu0
@@ -167,23 +168,21 @@ func (r *guestRun) run(es *engineState, m *wasmer.Module) runDone {
 		r.w.spent = inst // closed once the parent has the outcome
 	}()
 	if q.HasMemory {
-		if r.mem, err = inst.Exports.GetMemory(exportMemory); err != nil {
-			return internalDone("the instrumented module has no %q export: %v", exportMemory, err)
+		if r.mem, err = inst.memory(exportMemory); err != nil {
+			return internalDone("the instrumented module's memory: %v", err)
 		}
 		r.setSampled(r.mem)
 	}
-	var refused *wasmer.Global
+	var refused unsafe.Pointer
 	if q.GrowGuarded {
-		quota, err := inst.Exports.GetGlobal(exportQuota)
+		quota, err := inst.global(exportQuota)
 		if err == nil {
-			refused, err = inst.Exports.GetGlobal(exportRefused)
-		}
-		if err == nil {
-			err = quota.Set(int32(uint32(q.QuotaPages)), wasmer.I32)
+			refused, err = inst.global(exportRefused)
 		}
 		if err != nil {
 			return internalDone("setting the memory quota: %v", err)
 		}
+		globalSetI32(quota, int32(uint32(q.QuotaPages)))
 	}
 	if q.Metered {
 		pointsSet(inst, q.Fuel)
@@ -206,9 +205,9 @@ func (r *guestRun) run(es *engineState, m *wasmer.Module) runDone {
 	}
 	phases = append(phases, phase{q.Entry, "", results})
 	for _, p := range phases {
-		f, err := inst.Exports.GetRawFunction(p.export)
+		f, err := inst.function(p.export)
 		if err != nil {
-			done = internalDone("the module has no function %q: %v", p.export, err)
+			done = internalDone("%v", err)
 			break
 		}
 		res, err := callGuest(f, p.results)
@@ -230,12 +229,10 @@ func (r *guestRun) run(es *engineState, m *wasmer.Module) runDone {
 	}
 	done.CPUNanos = threadCPU() - cpu0
 	if r.mem != nil {
-		done.PeakBytes = uint64(r.mem.Size()) * executor.WasmPageSize
+		done.PeakBytes = uint64(memoryPages(r.mem)) * executor.WasmPageSize
 	}
 	if refused != nil {
-		if v, err := refused.Get(); err == nil {
-			done.MemoryRefused = v.(int32) != 0
-		}
+		done.MemoryRefused = globalGetI32(refused) != 0
 	}
 	if q.Metered {
 		done.Metered = true
@@ -324,26 +321,20 @@ func (r *guestRun) callHost(f *hostFunc, p []uint64) (res uint64, stop bool) {
 }
 
 // hostImports creates the store's host functions, once; they serve
-// whichever run is current.
-func hostImports(store *wasmer.Store) (*wasmer.ImportObject, []*wasmer.Function, error) {
-	mods := map[string]map[string]wasmer.IntoExtern{
-		executor.FabricModule: {},
-		executor.WASIModule:   {},
-	}
+// whichever run is current. It returns them (to keep alive) and their
+// externs by hostKey, which modules' imports are resolved against.
+func hostImports(store *wasmer.Store) ([]*wasmer.Function, map[string]unsafe.Pointer, error) {
 	var keep []*wasmer.Function
+	externs := map[string]unsafe.Pointer{}
 	for id, f := range hostTable {
 		fn, err := newHostFunction(store, funcType(f.params, f.results), id)
 		if err != nil {
 			return nil, nil, fmt.Errorf("host function %s.%s: %w", f.module, f.name, err)
 		}
-		mods[f.module][f.name] = fn
 		keep = append(keep, fn)
+		externs[hostKey(f.module, f.name)] = hostExtern(fn)
 	}
-	imports := wasmer.NewImportObject()
-	for name, fns := range mods {
-		imports.Register(name, fns)
-	}
-	return imports, keep, nil
+	return keep, externs, nil
 }
 
 func funcType(params, results []executor.ValType) *wasmer.FunctionType {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/wasmerio/wasmer-go/wasmer"
 
@@ -57,8 +58,8 @@ type worker struct {
 	cfg      initConfig
 	metering bool
 	eng      *engineState // the engine every module runs in, created on first use
-	modules  map[moduleKey]*wasmer.Module
-	spent    *wasmer.Instance // the last run's instance, to close after its reply
+	modules  map[moduleKey]*heldModule
+	spent    *instance // the last run's instance, to close after its reply
 }
 
 type moduleKey struct {
@@ -71,15 +72,15 @@ type moduleKey struct {
 type engineState struct {
 	engine  *wasmer.Engine
 	store   *wasmer.Store
-	imports *wasmer.ImportObject
-	funcs   []*wasmer.Function // the host functions, kept alive
+	funcs   []*wasmer.Function        // the host functions, kept alive
+	externs map[string]unsafe.Pointer // their externs, by hostKey
 }
 
 // serveWorker runs the worker's loop and returns its exit status: 0 when the
 // parent closed the requests pipe. After the handshake it serves from the
 // guest thread (onGuestThread), where every guest call runs.
 func serveWorker(in io.Reader, out io.Writer) int {
-	w := &worker{in: bufio.NewReaderSize(in, 64<<10), modules: map[moduleKey]*wasmer.Module{}}
+	w := &worker{in: bufio.NewReaderSize(in, 64<<10), modules: map[moduleKey]*heldModule{}}
 	w.ev.w = bufio.NewWriterSize(out, 64<<10)
 	hello, err := w.readInit()
 	if err != nil {
@@ -176,7 +177,7 @@ func (w *worker) engine() (*engineState, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.imports, e.funcs, err = hostImports(e.store); err != nil {
+	if e.funcs, e.externs, err = hostImports(e.store); err != nil {
 		return nil, err
 	}
 	w.eng = e
@@ -254,7 +255,7 @@ func (w *worker) request(t byte, payload []byte) error {
 		for _, metered := range []bool{false, true} {
 			k := moduleKey{string(payload), metered}
 			if m := w.modules[k]; m != nil {
-				m.Close()
+				m.release()
 				delete(w.modules, k)
 			}
 		}
@@ -269,7 +270,7 @@ func (w *worker) request(t byte, payload []byte) error {
 		// Unmapping the instance's memory is the slowest part of its
 		// teardown; the parent need not wait for it.
 		if w.spent != nil {
-			w.spent.Close()
+			w.spent.close()
 			w.spent = nil
 		}
 		return err
@@ -313,8 +314,8 @@ func (w *worker) compile(q *compileRequest) (reply compiledReply) {
 	}
 	if q.Key == "" {
 		m.Close()
-	} else {
-		w.keep(moduleKey{q.Key, q.Metered}, m)
+	} else if err := w.keep(moduleKey{q.Key, q.Metered}, es, m); err != nil {
+		return compiledReply{Err: err.Error()}
 	}
 	return reply
 }
@@ -340,15 +341,25 @@ func (w *worker) load(q *loadRequest) (reply loadedReply) {
 	if err != nil {
 		return loadedReply{Err: fmt.Sprintf("deserializing the module: %v", err)}
 	}
-	w.keep(moduleKey{q.Key, q.Metered}, m)
+	if err := w.keep(moduleKey{q.Key, q.Metered}, es, m); err != nil {
+		return loadedReply{Err: err.Error()}
+	}
 	return loadedReply{}
 }
 
-func (w *worker) keep(k moduleKey, m *wasmer.Module) {
-	if old := w.modules[k]; old != nil {
-		old.Close()
+// keep holds m under k (see hold), replacing what k held; it closes m if
+// it cannot.
+func (w *worker) keep(k moduleKey, es *engineState, m *wasmer.Module) error {
+	h, err := hold(es, m)
+	if err != nil {
+		m.Close()
+		return err
 	}
-	w.modules[k] = m
+	if old := w.modules[k]; old != nil {
+		old.release()
+	}
+	w.modules[k] = h
+	return nil
 }
 
 // eventWriter sends frames to the parent. Host functions (on the guest's
