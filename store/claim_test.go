@@ -41,7 +41,16 @@ func claimTasks() []TaskRecord {
 		}
 		out = append(out, t)
 	}
-	return out
+	// What JSON would not keep as it is: labels that are not UTF-8, and
+	// the &<> it escapes; and a task created with an error.
+	odd := out[2]
+	odd.TaskID = "t5"
+	odd.Quota.Fuel = nil
+	odd.Labels = map[string]string{"bad\xff": "v\xfe", "html": "<a&b>"}
+	failed := out[3]
+	failed.TaskID = "t6"
+	failed.Error = protocol.NewTaskError(protocol.CodeTrap, "made <so>")
+	return append(out, odd, failed)
 }
 
 // A claim from the record the queue kept (tasks created by this process)
@@ -204,7 +213,7 @@ func TestClaimAfterFailedBatch(t *testing.T) {
 	b := tasks[1]
 	checkNewTask(&b, time.Now)
 	args, _ := insertArgs(&b)
-	rec, _ := recordOf(args, b.Input)
+	rec, _ := recordOf(&b, args)
 	ev := EventFor(&b, b.CreatedAt)
 	payload, _ := encodeEvent(&ev)
 	type claimed struct {

@@ -131,7 +131,7 @@ func (s *SQLite) CreateTask(ctx context.Context, t TaskRecord) (TaskRecord, prot
 		return TaskRecord{}, protocol.TaskEvent{}, false, err
 	}
 	// The record a claim will need, as a read would return it.
-	rec, err := recordOf(args, t.Input)
+	rec, err := recordOf(&t, args)
 	if err != nil {
 		return TaskRecord{}, protocol.TaskEvent{}, false, err
 	}

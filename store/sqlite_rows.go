@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/chimera-fabric/fabric/protocol"
 )
@@ -144,12 +146,72 @@ func insertArgs(t *TaskRecord) ([]any, error) {
 const keepInput = 64 << 10
 
 // recordOf returns the record a read of the row inserted with args (from
-// insertArgs) returns, input included, decoded the same way; nil if the
-// input is too large to keep.
-func recordOf(args []any, input []byte) (*TaskRecord, error) {
-	if len(input) > keepInput {
+// insertArgs, for t) returns, input included; nil if the input is too large
+// to keep. Most fields are copied as a read would turn them (times to UTC
+// nanoseconds, no labels to an empty map); a record whose encoding could
+// change it (a result, errors, labels that are not UTF-8) is decoded from
+// args, as a read would.
+func recordOf(t *TaskRecord, args []any) (*TaskRecord, error) {
+	if len(t.Input) > keepInput {
 		return nil, nil
 	}
+	if t.Result != nil || t.Error != nil || len(t.AttemptErrors) > 0 || !utf8Labels(t.Labels) {
+		return recordFromArgs(args, t.Input)
+	}
+	r := &TaskRecord{
+		Task: protocol.Task{
+			TaskID:         t.TaskID,
+			Agent:          t.Agent,
+			Priority:       t.Priority,
+			State:          t.State,
+			Attempt:        t.Attempt,
+			MaxRetries:     t.MaxRetries,
+			Labels:         make(map[string]string, len(t.Labels)),
+			CreatedAt:      fromNanos(toNanos(t.CreatedAt)),
+			StartedAt:      storedTime(t.StartedAt),
+			FinishedAt:     storedTime(t.FinishedAt),
+			NextAttemptAt:  storedTime(t.NextAttemptAt),
+			TimeoutMs:      t.TimeoutMs,
+			IdempotencyKey: t.IdempotencyKey,
+		},
+		InputIsJSON: t.InputIsJSON,
+		Backoff:     t.Backoff,
+		Quota:       t.Quota,
+		ParamsHash:  t.ParamsHash,
+		ReadyAt:     fromNanos(toNanos(t.ReadyAt)),
+	}
+	maps.Copy(r.Labels, t.Labels)
+	if t.Quota.Fuel != nil {
+		f := *t.Quota.Fuel
+		r.Quota.Fuel = &f
+	}
+	if len(t.Input) > 0 { // SQLite reads an empty blob back as nil
+		r.Input = bytes.Clone(t.Input)
+	}
+	return r, nil
+}
+
+// storedTime is a time as a read returns it.
+func storedTime(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	return fromNullNanos(sql.NullInt64{Int64: toNanos(*t), Valid: true})
+}
+
+// utf8Labels reports whether JSON keeps labels as they are: it replaces
+// bytes that are not UTF-8.
+func utf8Labels(l map[string]string) bool {
+	for k, v := range l {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// recordFromArgs is recordOf by decoding args the way a read decodes a row.
+func recordFromArgs(args []any, input []byte) (*TaskRecord, error) {
 	r := taskRow{
 		id: args[1].(string), agent: args[2].(string), prio: args[3].(int64), state: args[4].(string),
 		attempt: int64(args[5].(int)), maxRetries: int64(args[6].(int)), timeout: args[7].(int64),
