@@ -12,6 +12,60 @@ import (
 	"github.com/chimera-fabric/fabric/store"
 )
 
+// A write made for a claimed task as soon as Claim returns, before the
+// claim is known committed, comes after the claim: the outcome of a short
+// run needs no wait for its claim's commit. The claim then reports its
+// commit, with the event that precedes the outcome's.
+func testClaimThenWrite(t *testing.T, s store.Store) {
+	for _, id := range []string{"a", "b", "c"} {
+		create(t, s, NewTask(id, "echo", protocol.Normal))
+	}
+	type result struct {
+		started *store.Pending
+		ev      protocol.TaskEvent
+		err     error
+	}
+	var results []result
+	for i := range 3 {
+		tr, started, ok, err := s.Claim(ctx, at(1))
+		if err != nil || !ok {
+			t.Fatalf("Claim: %v %v", ok, err)
+		}
+		fin := at(2)
+		switch i {
+		case 0:
+			tr.State, tr.FinishedAt = protocol.StateSucceeded, &fin
+		case 1:
+			tr.State, tr.ReadyAt, tr.NextAttemptAt = protocol.StateRetrying, fin, &fin
+		case 2:
+			tr.State, tr.ReadyAt = protocol.StateQueued, time.Time{}
+		}
+		ev, err := s.UpdateTask(ctx, tr, protocol.StateRunning)
+		results = append(results, result{started, ev, err})
+	}
+	for i, r := range results {
+		if r.err != nil {
+			t.Fatalf("write %d right after its claim: %v", i, r.err)
+		}
+		ev, err := r.started.Wait()
+		if err != nil {
+			t.Fatalf("claim %d: %v", i, err)
+		}
+		if ev.State != protocol.StateRunning || ev.Seq == 0 || ev.Seq >= r.ev.Seq {
+			t.Errorf("claim %d: event %+v, then the write's %d: want running, before", i, ev, r.ev.Seq)
+		}
+	}
+	if got := get(t, s, "a"); got.State != protocol.StateSucceeded || got.Attempt != 1 {
+		t.Errorf("a: %s attempt %d, want succeeded 1", got.State, got.Attempt)
+	}
+	if d, _ := s.QueueDepth(ctx); d[protocol.Normal] != 2 {
+		t.Errorf("QueueDepth = %v, want 2 normal (b retrying, c queued)", d)
+	}
+	if n := lastSeq(t, s); n != 9 {
+		t.Errorf("LastSeq = %d, want 9", n)
+	}
+}
+
 func testClaimOrder(t *testing.T, s store.Store) {
 	claimNone(t, s, at(0))
 	for _, c := range []struct {

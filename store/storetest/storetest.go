@@ -25,6 +25,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Inputs", testInputs},
 		{"UpdateTask", testUpdateTask},
 		{"ClaimOrder", testClaimOrder},
+		{"ClaimThenWrite", testClaimThenWrite},
 		{"Retrying", testRetrying},
 		{"ClockBackwards", testClockBackwards},
 		{"QueueDepthAndWaiting", testQueueDepthAndWaiting},
