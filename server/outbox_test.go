@@ -148,3 +148,29 @@ func (s *Server) writerHeld() bool {
 	}
 	return false
 }
+
+// A client that sends many requests before it reads any answer, over a pipe
+// with no buffer: the reader, blocked writing the first answer, hands the
+// reading to a new goroutine, so that the client's sends go through, and
+// every answer comes once the client reads.
+func TestPipeliningClientWithoutBuffers(t *testing.T) {
+	srv := newLayerServer(t, Config{}, nil)
+	c := startPipe(t, srv)
+	const n = 40
+	for i := range n {
+		method := "quick"
+		if i%4 == 3 {
+			method = "echo" // one on a goroutine of its own now and then
+		}
+		mustSend(t, c, fmt.Sprintf(`{"jsonrpc":"2.0","method":"%s","params":{"value":%d},"id":%d}`, method, i, i))
+	}
+	seen := map[string]bool{}
+	for range n {
+		seen[mustRecv(t, c)] = true
+	}
+	for i := range n {
+		if want := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"result":%d}`, i, i); !seen[want] {
+			t.Errorf("no answer %s", want)
+		}
+	}
+}

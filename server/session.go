@@ -61,7 +61,9 @@ var (
 // A method that cannot wait on anything (system.health, say) runs on the
 // reader itself, and an answer is written by the goroutine that has it when
 // nothing is queued and nobody is writing: one call at a time then costs
-// no goroutine and no hand-off. The writer goroutine writes the rest.
+// no goroutine and no hand-off. The writer goroutine writes the rest. (A
+// reader whose write does not finish hands the reading to a new goroutine:
+// see readerRole.)
 //
 // Goroutines: run's caller owns the session; run starts the reader and the
 // writer (io) and one goroutine per request that may wait and per kpi
@@ -99,9 +101,30 @@ type session struct {
 	subs     map[string]*subscription
 
 	work       sync.WaitGroup // request handlers and kpi tickers
-	readerDone chan struct{}
+	reader     readerRole
+	readerDone chan struct{} // closed when the last reader goroutine has ended
 	writerDone chan struct{}
 }
+
+// readerRole says which goroutine reads the transport. The reader answers
+// the quick methods and writes those answers itself when the writer is idle
+// (readerWrite). A peer that sends without reading could then block the
+// reader in a write while the peer blocks in its own, each waiting for the
+// other: so a write of the reader that has not finished within readerGrace
+// hands the role to a new goroutine, which reads on, and the old one ends
+// once its write returns.
+type readerRole struct {
+	mu      sync.Mutex
+	gen     int         // the current reader's generation (from 1)
+	writing int         // generation of a reader in a write; 0 for none
+	live    int         // reader goroutines not ended
+	timer   *time.Timer // fires readerStalled; made at the first write
+}
+
+// readerGrace is how long the reader's write may take before the reading
+// goes on in a new goroutine. A write to a peer that reads takes
+// microseconds; the hand-off costs a goroutine.
+const readerGrace = time.Millisecond
 
 func (s *Server) newSession(t transport, kind string) *session {
 	ss := &session{
@@ -140,7 +163,8 @@ func (ss *session) serve() bool {
 // run runs the session until it ends, then tears it down.
 func (ss *session) run() endReason {
 	go ss.writeLoop()
-	go ss.readLoop()
+	ss.reader.gen, ss.reader.live = 1, 1
+	go ss.readLoop(1)
 
 	<-ss.ended
 	r := ss.reason
@@ -201,6 +225,11 @@ func (ss *session) run() endReason {
 		<-ss.readerDone
 		<-ss.writerDone
 	}
+	ss.reader.mu.Lock()
+	if ss.reader.timer != nil {
+		ss.reader.timer.Stop()
+	}
+	ss.reader.mu.Unlock()
 	return ss.reason
 }
 
@@ -224,18 +253,23 @@ func (ss *session) goAway() {
 	ss.cancelDrain() // also when the session was already ending for EOF
 }
 
-func (ss *session) readLoop() {
-	defer close(ss.readerDone)
+// readLoop reads and handles messages while it holds the reader role
+// (generation gen).
+func (ss *session) readLoop(gen int) {
+	defer ss.readerEnded()
 	for {
+		if !ss.isReader(gen) {
+			return // handed off while writing; a new reader goes on
+		}
 		msg, err := ss.t.read()
 		if err == nil {
-			ss.handleMessage(msg)
+			ss.handleMessage(msg, gen)
 			continue
 		}
 		var fe *frameError
 		switch {
 		case errors.As(err, &fe):
-			ss.answer(encodeError(nullID, fe.e))
+			ss.readerWrite(encodeError(nullID, fe.e), gen)
 			continue
 		case errors.Is(err, io.EOF):
 			ss.end(endEOF)
@@ -253,6 +287,68 @@ func (ss *session) readLoop() {
 			return
 		}
 	}
+}
+
+func (ss *session) isReader(gen int) bool {
+	ss.reader.mu.Lock()
+	defer ss.reader.mu.Unlock()
+	return ss.reader.gen == gen
+}
+
+// readerEnded counts a reader goroutine out; the last closes readerDone.
+func (ss *session) readerEnded() {
+	r := &ss.reader
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.live--
+	if r.live == 0 {
+		close(ss.readerDone)
+	}
+}
+
+// readerWrite is answer for the reader of generation gen: it writes msg
+// itself when the writer is idle, under the watch of readerStalled.
+func (ss *session) readerWrite(msg []byte, gen int) {
+	o := ss.out
+	if !o.wmu.TryLock() {
+		ss.send(msg)
+		return
+	}
+	defer o.wmu.Unlock()
+	if !o.empty() {
+		ss.send(msg)
+		return
+	}
+	r := &ss.reader
+	r.mu.Lock()
+	r.writing = gen
+	if r.timer == nil {
+		r.timer = time.AfterFunc(readerGrace, ss.readerStalled)
+	} else {
+		r.timer.Reset(readerGrace)
+	}
+	r.mu.Unlock()
+	ss.write(msg)
+	r.mu.Lock()
+	r.timer.Stop()
+	if r.writing == gen {
+		r.writing = 0
+	}
+	r.mu.Unlock()
+}
+
+// readerStalled hands the reader role to a new goroutine when the reader
+// is still in its write.
+func (ss *session) readerStalled() {
+	r := &ss.reader
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.writing == 0 || r.writing != r.gen {
+		return // the write has ended, or the role was handed off already
+	}
+	r.gen++
+	r.live++
+	go ss.readLoop(r.gen)
 }
 
 var (
@@ -366,21 +462,28 @@ func (b *batchReply) add(msg []byte) (done bool) {
 	return b.pending == 0
 }
 
-// reply answers one request, directly or as part of its batch.
-func (ss *session) reply(b *batchReply, msg []byte) {
-	if b == nil {
-		ss.answer(msg)
-		return
+// reply answers one request, alone or as part of its batch: written by the
+// reader of generation reader (readerWrite), or by a request's goroutine
+// (reader 0: answer).
+func (ss *session) reply(b *batchReply, msg []byte, reader int) {
+	if b != nil {
+		if !b.add(msg) {
+			return
+		}
+		msg = joinBatch(b.parts)
 	}
-	if b.add(msg) {
-		ss.answer(joinBatch(b.parts))
+	if reader != 0 {
+		ss.readerWrite(msg, reader)
+	} else {
+		ss.answer(msg)
 	}
 }
 
-func (ss *session) handleMessage(msg []byte) {
+// handleMessage handles one message on the reader of generation gen.
+func (ss *session) handleMessage(msg []byte, gen int) {
 	in := parseMessage(msg)
 	if in.reject != nil {
-		ss.answer(encodeError(nullID, in.reject))
+		ss.readerWrite(encodeError(nullID, in.reject), gen)
 		return
 	}
 	var b *batchReply
@@ -397,10 +500,10 @@ func (ss *session) handleMessage(msg []byte) {
 	}
 	for _, it := range in.items {
 		if it.err != nil {
-			ss.reply(b, encodeError(it.req.ID, it.err))
+			ss.reply(b, encodeError(it.req.ID, it.err), gen)
 			continue
 		}
-		ss.dispatch(it.req, b)
+		ss.dispatch(it.req, b, gen)
 	}
 }
 
@@ -409,7 +512,7 @@ func (ss *session) handleMessage(msg []byte) {
 // answers at once, without running it, a request that comes while the
 // session is ending or over its in-flight cap (unsubscribe excepted: it
 // frees what it names).
-func (ss *session) dispatch(req request, b *batchReply) {
+func (ss *session) dispatch(req request, b *batchReply, gen int) {
 	m, known := ss.srv.methods[req.Method]
 	ss.mu.Lock()
 	switch {
@@ -417,7 +520,7 @@ func (ss *session) dispatch(req request, b *batchReply) {
 		ss.mu.Unlock()
 		if !req.notification() {
 			ss.reply(b, encodeError(req.ID, protocol.Errorf(protocol.ErrShuttingDown,
-				"this connection is closing; reconnect to go on")))
+				"this connection is closing; reconnect to go on")), gen)
 		}
 		return
 	case ss.inflight >= ss.srv.cfg.MaxInFlight && !m.overCap:
@@ -428,7 +531,7 @@ func (ss *session) dispatch(req request, b *batchReply) {
 			return
 		}
 		ss.reply(b, encodeError(req.ID, protocol.Overloaded(RetryAfterMs,
-			"this connection has %d requests in flight, its limit; retry later", n).With("limit", ss.srv.cfg.MaxInFlight)))
+			"this connection has %d requests in flight, its limit; retry later", n).With("limit", ss.srv.cfg.MaxInFlight)), gen)
 		return
 	}
 	// Counted in work too, on the reader or not: a session that ends waits
@@ -438,19 +541,19 @@ func (ss *session) dispatch(req request, b *batchReply) {
 	ss.mu.Unlock()
 	began := time.Now()
 	if !known {
-		ss.finish(req, b, began, nil, protocol.Errorf(protocol.ErrMethodNotFound, "no method %q; rpc.discover lists them", clipText([]byte(req.Method))))
+		ss.finish(req, b, began, nil, protocol.Errorf(protocol.ErrMethodNotFound, "no method %q; rpc.discover lists them", clipText([]byte(req.Method))), gen)
 		return
 	}
 	// Params are decoded here: a goroutine of its own would grow its stack
 	// to decode them.
 	p, err := ss.decode(m, req)
 	if err != nil {
-		ss.finish(req, b, began, nil, err)
+		ss.finish(req, b, began, nil, err, gen)
 		return
 	}
 	if m.try != nil {
 		if res, err, done := ss.call(m, req, p, true); done {
-			ss.finish(req, b, began, res, err)
+			ss.finish(req, b, began, res, err, gen)
 			return
 		}
 	}
@@ -462,13 +565,14 @@ func (ss *session) dispatch(req request, b *batchReply) {
 func (ss *session) spawn(m method, req request, b *batchReply, began time.Time, p any) {
 	go func() {
 		res, err, _ := ss.call(m, req, p, false)
-		ss.finish(req, b, began, res, err)
+		ss.finish(req, b, began, res, err, 0)
 	}()
 }
 
 // finish answers a request that has run (unless it is a notification),
-// records it, and frees its slot.
-func (ss *session) finish(req request, b *batchReply, began time.Time, res any, err error) {
+// records it, and frees its slot. reader is the generation of the reader it
+// ran on, or 0.
+func (ss *session) finish(req request, b *batchReply, began time.Time, res any, err error, reader int) {
 	defer ss.work.Done()
 	var msg []byte
 	var code int64
@@ -489,7 +593,7 @@ func (ss *session) finish(req request, b *batchReply, began time.Time, res any, 
 	// waits for an answer to send its next request finds room.
 	ss.requestDone()
 	if msg != nil {
-		ss.reply(b, msg)
+		ss.reply(b, msg, reader)
 	}
 }
 
