@@ -591,3 +591,38 @@ func TestLogStartsOverUnderLoad(t *testing.T) {
 		t.Errorf("the log grew to %d bytes with restarts, %d without: it did not start over", kept, grown)
 	}
 }
+
+// UpdateTask's event is encoded from the row's encoded result and error,
+// and must be exactly what encodeEvent makes of it.
+func TestUpdateEventEncoding(t *testing.T) {
+	at := time.Date(2031, 2, 3, 4, 5, 6, 789, time.FixedZone("Y", -3600))
+	gpu := 0.25
+	for i, tr := range []TaskRecord{
+		{Task: protocol.Task{TaskID: "a", State: protocol.StateSucceeded, Attempt: 2, FinishedAt: &at,
+			Result: &protocol.ExecutionResult{Output: []byte(`{"x":"<&>"}`), KPIs: map[string]float64{"k": 1.5},
+				Logs: []protocol.LogLine{{Level: "info", Msg: "a\x01b\xff", At: at}}, DurationMs: 0.125,
+				Usage: protocol.ResourceUsage{GPUUtilization: &gpu}}}},
+		{Task: protocol.Task{TaskID: "b", State: protocol.StateRetrying, Attempt: 1,
+			Result: &protocol.ExecutionResult{OutputBase64: []byte{0, 1, 2}},
+			Error:  protocol.NewTaskError(protocol.CodeTrap, "trap <here>")}},
+		{Task: protocol.Task{TaskID: "c", State: protocol.StateFailed, Attempt: 3, FinishedAt: &at,
+			Error: protocol.NewTaskError(protocol.CodeTimeout, "late")}},
+		{Task: protocol.Task{TaskID: "d", State: protocol.StateQueued, Attempt: 1,
+			Result: &protocol.ExecutionResult{DurationMs: 1}, Error: protocol.NewTaskError(protocol.CodeTrap, "kept, not in the event")}},
+		{Task: protocol.Task{TaskID: "e", State: protocol.StateCancelled}},
+	} {
+		m, err := mutableArgs(&tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := EventFor(&tr, updateEventAt(&tr, func() time.Time { return at }))
+		want, err := encodeEvent(&ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := encodeUpdateEvent(&ev, &m)
+		if err != nil || got != want {
+			t.Errorf("event %d:\n got %s (%v)\nwant %s", i, got, err, want)
+		}
+	}
+}

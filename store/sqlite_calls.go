@@ -163,7 +163,7 @@ func (s *SQLite) UpdateTask(ctx context.Context, t TaskRecord, expect protocol.S
 		return protocol.TaskEvent{}, fmt.Errorf("store: encoding task %s: %w", t.TaskID, err)
 	}
 	ev := EventFor(&t, updateEventAt(&t, time.Now))
-	payload, err := encodeEvent(&ev)
+	payload, err := encodeUpdateEvent(&ev, &m)
 	if err != nil {
 		return protocol.TaskEvent{}, err
 	}
