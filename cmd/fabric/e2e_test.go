@@ -73,6 +73,7 @@ func agents(t *testing.T) map[string]string {
 		"ECHO":    agentbuild.BuildFile(t, "examples/echo"),
 		"CPU":     agentbuild.BuildFile(t, "examples/cpu"),
 		"FLAKY":   agentbuild.BuildFile(t, "examples/flaky"),
+		"REACTOR": agentbuild.BuildFile(t, "examples/reactor", agentbuild.CShared()),
 		"NOTWASM": notWasm,
 	}
 }
@@ -99,6 +100,11 @@ func TestEndToEnd(t *testing.T) {
 		{name: "register other bytes under the name", args: []string{"agent", "register", "echo", "{CPU}"}, code: 5, stderr: []string{"conflict", "(code -32006)"}},
 		{name: "register cpu", args: []string{"agent", "register", "cpu", "{CPU}", "--cap", "clock", "--memory-mb", "128"}, stdout: []string{"registered agent cpu"}},
 		{name: "register flaky", args: []string{"agent", "register", "--json", "flaky", "{FLAKY}", "--timeout-ms", "60000", "--cap", "random,clock"}, stdout: []string{`"name":"flaky"`, `"timeout_ms":60000`, `"random"`}},
+		{name: "register reused", args: []string{"agent", "register", "reactor", "{REACTOR}", "--reuse-instances"}, stdout: []string{"registered agent reactor (fabric-v1,"}},
+		{name: "get reused", args: []string{"agent", "get", "reactor", "--json"}, stdout: []string{`"reuse_instances":true`}},
+		{name: "run reused", args: []string{"task", "submit", "reactor", "--input-base64", "aGVsbG8gd29ybGQ=", "--wait"}, stdout: []string{"succeeded", `"words": 2`}},
+		{name: "run reused again", args: []string{"task", "submit", "reactor", "--input-base64", "b25l", "--wait"}, stdout: []string{"succeeded", `"bytes": 3`, `"words": 1`}},
+		{name: "reuse a command", args: []string{"agent", "register", "echo2", "{ECHO}", "--reuse-instances"}, code: 5, stderr: []string{"reuse_instances", "(code -32602)"}},
 		{name: "register text", args: []string{"agent", "register", "bad", "{NOTWASM}"}, code: 5, stderr: []string{"(code -32003)"}},
 		{name: "register bad name", args: []string{"agent", "register", "Bad_Name", "{ECHO}"}, code: 5, stderr: []string{"name: want [a-z0-9]", "(code -32602)"}},
 		{name: "list agents", args: []string{"agent", "list"}, stdout: []string{"NAME", "ABI", "cpu ", "echo ", "flaky ", "clock", "REGISTERED"}},
