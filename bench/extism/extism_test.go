@@ -19,7 +19,9 @@
 //
 //	fabric/fresh   executor Module.Run: a fresh instance per task, with
 //	               Fabric's sandbox (memory quota, timeout, output and log
-//	               caps, CPU time and memory peak measured): the only mode
+//	               caps, CPU time and memory peak measured): the default
+//	fabric/reuse   the same with the agent's opt-in reuse_instances: a task
+//	               runs in an instance an earlier task ran in
 //	extism/fresh   CompiledPlugin.Instance, Call, Close per task: a fresh
 //	               instance, as Fabric runs every task
 //	extism/reuse   one Plugin, Call per task: Extism's usual way, which
@@ -112,15 +114,16 @@ func goBuild(pkg string) func(b *testing.B) []byte {
 	}
 }
 
-// fabricModule compiles m for Fabric's wazero engine.
-func fabricModule(b *testing.B, m module) executor.Module {
+// fabricModule compiles m for Fabric's wazero engine, with reuse_instances
+// as reuse says.
+func fabricModule(b *testing.B, m module, reuse bool) executor.Module {
 	ctx := context.Background()
 	e, err := executor.NewWazero(executor.WazeroOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { e.Close(ctx) })
-	mod, err := e.Compile(ctx, executor.ModuleSpec{Name: m.name, Wasm: m.fabric(b)})
+	mod, err := e.Compile(ctx, executor.ModuleSpec{Name: m.name, Wasm: m.fabric(b), ReuseInstances: reuse})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -162,18 +165,20 @@ func BenchmarkTask(b *testing.B) {
 	ctx := context.Background()
 	for _, m := range modules {
 		for _, in := range inputs {
-			b.Run(fmt.Sprintf("%s/%s/fabric/fresh", m.name, in.name), func(b *testing.B) {
-				mod := fabricModule(b, m)
-				inv := invocation(in.data)
-				b.ReportAllocs()
-				for b.Loop() {
-					out := mod.Run(ctx, inv)
-					if out.Err != nil {
-						b.Fatal(out.Err)
+			for _, mode := range []string{"fresh", "reuse"} {
+				b.Run(fmt.Sprintf("%s/%s/fabric/%s", m.name, in.name, mode), func(b *testing.B) {
+					mod := fabricModule(b, m, mode == "reuse")
+					inv := invocation(in.data)
+					b.ReportAllocs()
+					for b.Loop() {
+						out := mod.Run(ctx, inv)
+						if out.Err != nil {
+							b.Fatal(out.Err)
+						}
+						checkEcho(b, out.Output, in.data)
 					}
-					checkEcho(b, out.Output, in.data)
-				}
-			})
+				})
+			}
 			b.Run(fmt.Sprintf("%s/%s/extism/fresh", m.name, in.name), func(b *testing.B) {
 				p := extismPlugin(b, m)
 				b.ReportAllocs()
