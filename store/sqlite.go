@@ -182,8 +182,8 @@ func OpenSQLite(ctx context.Context, dir string, opts Options) (_ *SQLite, err e
 	}{
 		{&s.getTask, selectTasks + ` WHERE tasks.task_id = ?`},
 		{&s.getInput, `SELECT input FROM task_inputs WHERE queue_seq = ?`},
-		{&s.getAgent, `SELECT name, digest, abi, entry, size, capabilities, limits, registered_at, module FROM agents WHERE name = ?`},
-		{&s.listAgents, `SELECT name, digest, abi, entry, size, capabilities, limits, registered_at, module FROM agents ORDER BY name`},
+		{&s.getAgent, `SELECT name, digest, abi, entry, size, capabilities, limits, registered_at, module, reuse_instances FROM agents WHERE name = ?`},
+		{&s.listAgents, `SELECT name, digest, abi, entry, size, capabilities, limits, registered_at, module, reuse_instances FROM agents ORDER BY name`},
 		{&s.waiting, selectTasks + ` WHERE +tasks.agent = ? AND tasks.state IN ('queued', 'retrying') ORDER BY tasks.queue_seq`}, // + : by state, the waiting few, not by agent
 	} {
 		if *p.dst, err = s.rdb.PrepareContext(ctx, p.q); err != nil {

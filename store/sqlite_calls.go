@@ -31,7 +31,7 @@ func (s *SQLite) PutAgent(ctx context.Context, a AgentRecord) error {
 		module = []byte{}
 	}
 	return s.write(ctx, func(w *writer) error {
-		_, err := w.stmts.putAgent.Exec(a.Name, a.Digest, a.ABI, a.Entry, a.SizeBytes, caps, limits, toNanos(a.RegisteredAt), module)
+		_, err := w.stmts.putAgent.Exec(a.Name, a.Digest, a.ABI, a.Entry, a.SizeBytes, caps, limits, toNanos(a.RegisteredAt), module, a.ReuseInstances)
 		if err != nil {
 			return fmt.Errorf("store: writing agent %s: %w", a.Name, err)
 		}
@@ -63,7 +63,7 @@ func scanAgent(sc scanner) (AgentRecord, error) {
 	var a AgentRecord
 	var caps, limits []byte
 	var registered int64
-	if err := sc.Scan(&a.Name, &a.Digest, &a.ABI, &a.Entry, &a.SizeBytes, &caps, &limits, &registered, &a.Module); err != nil {
+	if err := sc.Scan(&a.Name, &a.Digest, &a.ABI, &a.Entry, &a.SizeBytes, &caps, &limits, &registered, &a.Module, &a.ReuseInstances); err != nil {
 		return a, err
 	}
 	a.RegisteredAt = fromNanos(registered)

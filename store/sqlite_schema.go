@@ -96,6 +96,8 @@ CREATE TABLE events (
 );
 CREATE INDEX events_task ON events (task_seq, seq);
 `,
+	// 2: an agent's reuse_instances (agent.register's opt-in instance reuse).
+	`ALTER TABLE agents ADD COLUMN reuse_instances INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // schemaVersion is the version this code writes.

@@ -263,12 +263,12 @@ func TestOpenRefuses(t *testing.T) {
 			s := openSQLite(t, dir)
 			s.Close()
 			sqlExec(t, filepath.Join(dir, "fabric.db"), "UPDATE meta SET value = 7 WHERE key = 'schema_version'; PRAGMA user_version = 7")
-		}, []string{"fabric.db has schema version 7; this fabricd knows up to 1: upgrade fabricd"}},
+		}, []string{"fabric.db has schema version 7; this fabricd knows up to 2: upgrade fabricd"}},
 		{"tampered version", func(t *testing.T, dir string) {
 			s := openSQLite(t, dir)
 			s.Close()
 			sqlExec(t, filepath.Join(dir, "fabric.db"), "PRAGMA user_version = 0")
-		}, []string{"inconsistent", "schema_version is 1", "user_version is 0"}},
+		}, []string{"inconsistent", "schema_version is 2", "user_version is 0"}},
 		{"non-empty directory", func(t *testing.T, dir string) {
 			write(t, filepath.Join(dir, "notes.txt"), "mine")
 			write(t, filepath.Join(dir, "photo.jpg"), "mine")
@@ -480,5 +480,50 @@ func TestKillSafety(t *testing.T) {
 	defer db.Close()
 	if err := db.QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
 		t.Errorf("integrity_check = %q, %v", check, err)
+	}
+}
+
+// TestMigrateFromFirstRelease opens a database as the first release wrote it
+// (schema 1: no reuse_instances column) and checks that it is migrated, with
+// its agents kept, and that the new column is then written and read.
+func TestMigrateFromFirstRelease(t *testing.T) {
+	dir := t.TempDir()
+	s := openSQLite(t, dir)
+	agent := store.AgentRecord{
+		Agent: protocol.Agent{Name: "echo", Digest: "sha256:x", ABI: protocol.ABIFabricV1, Entry: "run",
+			SizeBytes: 9, Capabilities: []string{}, RegisteredAt: storetest.T0},
+		Module: []byte("\x00asm\x01\x00\x00\x00\xff"),
+	}
+	if err := s.PutAgent(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db := filepath.Join(dir, "fabric.db")
+	sqlExec(t, db, "ALTER TABLE agents DROP COLUMN reuse_instances; UPDATE meta SET value = 1 WHERE key = 'schema_version'; PRAGMA user_version = 1")
+
+	s = openSQLite(t, dir)
+	defer s.Close()
+	got, err := s.GetAgent(ctx, "echo")
+	if err != nil {
+		t.Fatalf("GetAgent after the migration: %v", err)
+	}
+	if got.ReuseInstances || got.Digest != agent.Digest || string(got.Module) != string(agent.Module) {
+		t.Fatalf("GetAgent after the migration = %+v", got)
+	}
+	agent.ReuseInstances = true
+	if err := s.PutAgent(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetAgent(ctx, "echo"); err != nil || !got.ReuseInstances {
+		t.Fatalf("GetAgent after putting reuse_instances: %+v, %v", got.Agent, err)
+	}
+	var version int
+	sdb, err := sql.Open("sqlite", db+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sdb.Close()
+	if err := sdb.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 2 {
+		t.Fatalf("user_version after the migration = %d, %v; want 2", version, err)
 	}
 }

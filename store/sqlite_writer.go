@@ -182,8 +182,8 @@ func newWriter(ctx context.Context, conn *sql.Conn, dbPath string, maxBatch int,
 			next_attempt_at = NULL WHERE queue_seq = ? AND attempt = ? AND state IN ('queued', 'retrying')`},
 		{&w.stmts.progressOf, `SELECT state, attempt, agent, queue_seq FROM tasks WHERE task_id = ?`},
 		{&w.stmts.requeue, `UPDATE tasks SET state = 'queued', ready_at = 0, next_attempt_at = NULL WHERE queue_seq = ? AND state = 'running'`},
-		{&w.stmts.putAgent, `INSERT OR REPLACE INTO agents (name, digest, abi, entry, size, capabilities, limits, registered_at, module)
-			VALUES (?,?,?,?,?,?,?,?,?)`},
+		{&w.stmts.putAgent, `INSERT OR REPLACE INTO agents (name, digest, abi, entry, size, capabilities, limits, registered_at, module, reuse_instances)
+			VALUES (?,?,?,?,?,?,?,?,?,?)`},
 		{&w.stmts.deleteAgent, `DELETE FROM agents WHERE name = ?`},
 		{&w.stmts.setMeta, `UPDATE meta SET value = ? WHERE key = ?`},
 	} {

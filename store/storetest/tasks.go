@@ -33,6 +33,7 @@ func testAgents(t *testing.T, s store.Store) {
 		}
 	}
 	b, a := mk("beta", "\x00asm\x01\x00\x00\x00b"), mk("alpha", "\x00asm\x01\x00\x00\x00a")
+	a.ReuseInstances = true
 	for _, r := range []store.AgentRecord{b, a} {
 		if err := s.PutAgent(ctx, r); err != nil {
 			t.Fatalf("PutAgent(%s): %v", r.Name, err)
