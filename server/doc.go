@@ -7,7 +7,8 @@
 // Files, one concern each:
 //
 //	wire.go     JSON-RPC messages: parsing (requests, notifications, batches, the
-//	            -32700 and -32600 cases), ids kept as raw JSON, replies
+//	            -32700 and -32600 cases; members read with internal/jsonscan),
+//	            ids kept as raw JSON, replies written around the encoded result
 //	frame.go    stdio framing: detection, newline-delimited JSON, Content-Length
 //	session.go  one connection: dispatch with an in-flight cap (on the reader
 //	            for methods that cannot wait), batch regrouping, writing, the end
