@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chimera-fabric/fabric/store"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -98,5 +101,26 @@ func TestPprofAddress(t *testing.T) {
 	}
 	if _, err := load("serve", nil, env(map[string]string{"FABRIC_PPROF": "0.0.0.0:1"})); err == nil || !strings.Contains(err.Error(), "--pprof") {
 		t.Errorf("FABRIC_PPROF beyond loopback: got %v, want refused", err)
+	}
+}
+
+// --data :memory: lets the server run task.get and task.submit on a
+// connection's reader; a durable store does not.
+func TestStoreNeverWaits(t *testing.T) {
+	mem, err := store.Open(context.Background(), ":memory:", store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	if !storeNeverWaits(mem) {
+		t.Error("the in-memory store: want StoreNeverWaits")
+	}
+	disk, err := store.Open(context.Background(), t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer disk.Close()
+	if storeNeverWaits(disk) {
+		t.Error("the SQLite store: want its calls off the reader")
 	}
 }
