@@ -10,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -471,124 +469,96 @@ func TestCheckpointerCopiesTheLog(t *testing.T) {
 	})
 }
 
-// A write is acknowledged only once the log holding its commit is synced,
-// and a read that saw the commit waits for that sync too.
-func TestAcknowledgedOnlyOnceSynced(t *testing.T) {
+// Once the checkpointer finds the log long, the writer checkpoints between
+// two transactions and the next one starts the log over. Without that, a
+// log to which a commit is added while each checkpoint runs only grows:
+// SQLite starts it over only in a transaction begun with all of it copied.
+// Here each round commits a task while a checkpoint runs, as a steady load
+// does (the background checkpointer is off).
+func TestLogStartsOver(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
+	s, err := OpenSQLite(ctx, t.TempDir(), Options{checkpointEvery: time.Hour, restartFrames: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	gate := make(chan struct{})
-	s.w.y.sync = func(f *os.File) error {
-		<-gate
-		return f.Sync()
-	}
-	created := make(chan error, 1)
-	tr := claimTasks()[2]
-	go func() { _, _, _, err := s.CreateTask(ctx, tr); created <- err }()
-	committed := func() bool {
-		s.w.y.mu.Lock()
-		defer s.w.y.mu.Unlock()
-		return s.w.y.doneGen >= 1
-	}
-	waitFor(t, "the commit", committed)
-	read := make(chan error, 1)
-	go func() { _, err := s.GetTask(ctx, tr.TaskID); read <- err }()
-	// Both wait for the sync, which the gate holds: neither can be back.
-	select {
-	case err := <-created:
-		t.Fatalf("CreateTask returned (%v) before its commit was synced", err)
-	case err := <-read:
-		t.Fatalf("GetTask returned (%v) what no sync covered yet", err)
-	default:
-	}
-	if n, _ := s.LastSeq(ctx); n != 0 {
-		t.Errorf("LastSeq = %d before the sync, want 0", n)
-	}
-	close(gate)
-	if err := <-created; err != nil {
-		t.Fatal(err)
-	}
-	if err := <-read; err != nil {
-		t.Fatal(err)
-	}
-	if n, _ := s.LastSeq(ctx); n != 1 {
-		t.Errorf("LastSeq = %d after the sync, want 1", n)
-	}
-}
-
-// A failed fsync fails the writes it was for, and the store acknowledges
-// nothing after it: the kernel may have dropped what it could not write.
-func TestFailedSyncStopsAcknowledging(t *testing.T) {
-	ctx := context.Background()
-	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, _, _, err := s.CreateTask(ctx, claimTasks()[0]); err != nil {
-		t.Fatal(err)
-	}
-	s.w.y.sync = func(*os.File) error { return errors.New("input/output error") }
-	_, _, _, err = s.CreateTask(ctx, claimTasks()[1])
-	if err == nil || !strings.Contains(err.Error(), "syncing fabric.db-wal failed") || !strings.Contains(err.Error(), "input/output error") {
-		t.Fatalf("CreateTask with a failing fsync: %v", err)
-	}
-	s.w.y.mu.Lock()
-	s.w.y.sync = (*os.File).Sync
-	s.w.y.mu.Unlock()
-	if _, _, _, err := s.CreateTask(ctx, claimTasks()[2]); err == nil {
-		t.Fatal("a write was acknowledged after a failed fsync")
-	}
-	if _, err := s.GetTask(ctx, claimTasks()[0].TaskID); err == nil {
-		t.Fatal("a read answered after a failed fsync")
-	}
-}
-
-// Under a steady load the log starts over: without the writer's own
-// checkpoint once it is long (restartLog), it would only grow, since the
-// writer commits while the checkpointer copies.
-func TestLogStartsOverUnderLoad(t *testing.T) {
-	ctx := context.Background()
-	run := func(restart int64) (walBytes, restarts int64) {
-		dir := t.TempDir()
-		s, err := OpenSQLite(ctx, dir, Options{checkpointEvery: 5 * time.Millisecond, restartFrames: restart})
-		if err != nil {
+	logFrames := func() int64 {
+		var busy, frames, copied int64
+		if err := s.cdb.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied); err != nil {
 			t.Fatal(err)
 		}
-		defer s.Close()
-		var wg sync.WaitGroup
-		for g := range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range 150 {
-					tr := claimTasks()[2]
-					tr.TaskID = fmt.Sprintf("g%d-%d", g, i)
-					if _, _, _, err := s.CreateTask(ctx, tr); err != nil {
-						t.Error(err)
-						return
-					}
+		return frames
+	}
+	n := 0
+	// round commits a task whose transaction is open while a checkpoint
+	// copies the log; tell has the writer told the log is long first.
+	round := func(tell bool) int64 {
+		tr := claimTasks()[2]
+		tr.TaskID = fmt.Sprintf("c%d", n)
+		n++
+		checkNewTask(&tr, time.Now)
+		args, _ := insertArgs(&tr)
+		ev := EventFor(&tr, tr.CreatedAt)
+		payload, _ := encodeEvent(&ev)
+		held, release := make(chan struct{}), make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			done <- s.write(ctx, func(w *writer) error {
+				if _, err := w.createTask(&tr, args, &ev, payload, nil); err != nil {
+					return err
 				}
-			}()
+				close(held)
+				<-release
+				return nil
+			})
+		}()
+		<-held
+		frames := logFrames()
+		if tell {
+			s.w.logFrames.Store(1000) // as the checkpointer would
 		}
-		wg.Wait()
-		fi, err := os.Stat(filepath.Join(dir, dbName+"-wal"))
-		if err != nil {
+		close(release)
+		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		return fi.Size(), s.w.restarts.Load()
+		return frames
 	}
-	grown, none := run(1 << 40)
-	kept, restarts := run(16)
-	t.Logf("log without restarts %d KiB, with %d restarts %d KiB", grown>>10, restarts, kept>>10)
-	if none != 0 || restarts == 0 {
-		t.Fatalf("restarts: %d and %d, want 0 and some", none, restarts)
+	round(false)
+	var last int64
+	for i := range 5 {
+		f := round(false)
+		if i > 0 && f <= last {
+			t.Fatalf("round %d: the log went from %d to %d frames: it started over by itself", i, last, f)
+		}
+		last = f
 	}
-	if kept > grown/2 {
-		t.Errorf("the log grew to %d bytes with restarts, %d without: it did not start over", kept, grown)
+	round(true)  // its commit has the writer checkpoint
+	round(false) // its commit starts the log over
+	if f := round(false); f >= 16 || s.w.restarts.Load() != 1 {
+		t.Fatalf("after the writer's checkpoint the log holds %d frames (it held %d), %d restarts; want it started over (< 16), 1", f, last, s.w.restarts.Load())
+	}
+}
+
+// The checkpointer tells the writer once the log is long, after copying
+// it twice (what came during the first copy, too).
+func TestCheckpointerTellsTheWriter(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, t.TempDir(), Options{checkpointEvery: time.Hour, restartFrames: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 30 {
+		tr := claimTasks()[2]
+		tr.TaskID = fmt.Sprintf("c%d", i)
+		if _, _, _, err := s.CreateTask(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runs := s.cp.runs.Load()
+	s.cp.tick()
+	if got := s.w.logFrames.Load(); got < 16 || s.cp.runs.Load() != runs+2 {
+		t.Fatalf("after a tick over a long log: the writer was told %d frames, %d runs; want >= 16, 2", got, s.cp.runs.Load()-runs)
 	}
 }
 

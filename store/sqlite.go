@@ -89,10 +89,9 @@ func Open(ctx context.Context, data string, opts Options) (Store, error) {
 	return OpenSQLite(ctx, data, opts)
 }
 
-// SQLite is the durable Store: fabric.db in a data directory, in WAL mode,
-// with the log fsynced after each commit before anything is acknowledged,
-// so that a write acknowledged survives a crash or a power cut (see
-// syncer). One goroutine writes and commits writes in groups (see writer);
+// SQLite is the durable Store: fabric.db in a data directory, in WAL mode
+// with synchronous=FULL, so that a write acknowledged survives a crash or a
+// power cut. One goroutine writes and commits writes in groups (see writer);
 // reads run on a pool of their own connections. The process holds the
 // directory exclusively (LOCK), which lets it keep the queue of waiting tasks
 // in memory: a claim needs no query to find its task, only the write that
@@ -159,7 +158,7 @@ func OpenSQLite(ctx context.Context, dir string, opts Options) (_ *SQLite, err e
 		conn.Close()
 		return nil, notADatabase(dbPath, err)
 	}
-	if s.w, err = newWriter(ctx, conn, dbPath, opts.MaxBatch, opts.Logger, opts.OnCommit); err != nil {
+	if s.w, err = newWriter(ctx, conn, opts.MaxBatch, opts.Logger, opts.OnCommit); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -209,8 +208,7 @@ func sqliteDSN(path string, busy time.Duration, readOnly bool) string {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Add("_pragma", "foreign_keys(1)")
-		// The syncer fsyncs the log after the commits (sqlite_sync.go).
-		q.Add("_pragma", "synchronous(NORMAL)")
+		q.Add("_pragma", "synchronous(FULL)")
 		// The checkpointer copies the log, not a commit (checkpointer).
 		q.Add("_pragma", "wal_autocheckpoint(0)")
 	}
@@ -218,9 +216,8 @@ func sqliteDSN(path string, busy time.Duration, readOnly bool) string {
 }
 
 // prepareDB checks the database, reading only, then switches it to WAL and
-// migrates it. Durability rests on WAL, on synchronous=NORMAL (SQLite's
-// syncs at checkpoints) and on the syncer's fsync of the log after each
-// commit, so WAL and NORMAL are verified, not assumed.
+// migrates it. Durability rests on WAL and synchronous=FULL, so both are
+// verified, not assumed.
 func prepareDB(ctx context.Context, conn *sql.Conn, dbPath string, log zerolog.Logger) error {
 	version, err := checkSchema(ctx, conn, dbPath)
 	if err != nil {
@@ -237,8 +234,8 @@ func prepareDB(ctx context.Context, conn *sql.Conn, dbPath string, log zerolog.L
 	if err := conn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
 		return fmt.Errorf("store: opening %s: %w", dbPath, err)
 	}
-	if sync != 1 { // NORMAL
-		return fmt.Errorf("store: %s: synchronous is %d, want 1 (NORMAL, with the store's own fsync of the log)", dbPath, sync)
+	if sync != 2 { // FULL
+		return fmt.Errorf("store: %s: synchronous is %d, want 2 (FULL)", dbPath, sync)
 	}
 	if err := applyMigrations(ctx, conn, dbPath, version); err != nil {
 		return err

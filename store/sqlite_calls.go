@@ -82,11 +82,6 @@ func (s *SQLite) GetAgent(ctx context.Context, name string) (AgentRecord, error)
 	}
 	defer s.life.RUnlock()
 	a, err := scanAgent(s.getAgent.QueryRowContext(ctx, name))
-	if err == nil || err == sql.ErrNoRows {
-		if derr := s.w.y.durable(); derr != nil {
-			return AgentRecord{}, derr
-		}
-	}
 	if err == sql.ErrNoRows {
 		return AgentRecord{}, agentNotFound(name)
 	}
@@ -111,10 +106,7 @@ func (s *SQLite) ListAgents(ctx context.Context) ([]AgentRecord, error) {
 		}
 		out = append(out, a)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return out, s.w.y.durable()
+	return out, rows.Err()
 }
 
 func (s *SQLite) CreateTask(ctx context.Context, t TaskRecord) (TaskRecord, protocol.TaskEvent, bool, error) {
@@ -209,11 +201,6 @@ func (s *SQLite) GetTask(ctx context.Context, id string) (TaskRecord, error) {
 	}
 	defer s.life.RUnlock()
 	r, err := scanTask(s.getTask.QueryRowContext(ctx, id))
-	if err == nil || err == sql.ErrNoRows {
-		if derr := s.w.y.durable(); derr != nil {
-			return TaskRecord{}, derr
-		}
-	}
 	if err == sql.ErrNoRows {
 		return TaskRecord{}, taskNotFound(id)
 	}
@@ -274,9 +261,6 @@ func (s *SQLite) ListTasks(ctx context.Context, f TaskFilter) ([]TaskRecord, str
 	}
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("store: listing tasks: %w", err)
-	}
-	if err := s.w.y.durable(); err != nil {
-		return nil, "", err
 	}
 	next := ""
 	if len(raw) > q.limit {
@@ -401,10 +385,7 @@ func (s *SQLite) Waiting(ctx context.Context, agent string) ([]TaskRecord, error
 		}
 		out = append(out, t)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return out, s.w.y.durable()
+	return out, rows.Err()
 }
 
 func (s *SQLite) Events(ctx context.Context, after int64, f EventFilter, limit int) ([]protocol.TaskEvent, error) {
@@ -448,10 +429,7 @@ func (s *SQLite) Events(ctx context.Context, after int64, f EventFilter, limit i
 		}
 		out = append(out, ev)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return out, s.w.y.durable()
+	return out, rows.Err()
 }
 
 func (s *SQLite) LastSeq(ctx context.Context) (int64, error) {

@@ -51,12 +51,17 @@ func (c *checkpointer) loop() {
 		}
 		if n := c.w.commits.Load(); n != c.lastRun {
 			c.lastRun = n
-			if c.run() >= c.w.restartAt {
-				// Copy what came during that run too, then have the
-				// writer copy the little left and start the log over.
-				c.w.logFrames.Store(c.run())
-			}
+			c.tick()
 		}
+	}
+}
+
+// tick checkpoints, and has the writer start the log over if it is long.
+func (c *checkpointer) tick() {
+	if c.run() >= c.w.restartAt {
+		// Copy what came during that run too, then have the writer
+		// copy the little left and start the log over.
+		c.w.logFrames.Store(c.run())
 	}
 }
 

@@ -20,11 +20,10 @@ import (
 )
 
 // writer is the single goroutine that writes fabric.db. Callers hand it
-// writeOps by appending them to pending, in order; it runs them, in that
-// order, in a transaction it keeps open while the syncer fsyncs the last
-// commit, and commits once the syncer is free: group commit, with the SQL
-// of the next group done during the fsync of the last (loop). Many
-// concurrent writes share one commit and one fsync, and since one
+// writeOps by appending them to pending, in order; it takes everything
+// pending (up to maxBatch), runs it in one transaction and commits once:
+// group commit. While a commit's fsync runs, the next writes gather in
+// pending, so many concurrent writes share one fsync; and since one
 // goroutine assigns event seqs and QueueSeqs, they grow in commit order.
 //
 // The writer owns the in-memory state that mirrors the file: the next seqs
@@ -51,7 +50,7 @@ type writer struct {
 	metaSeq  int64 // last_seq as stored in meta
 	metaQSeq int64 // last_queue_seq as stored in meta
 
-	committed atomic.Int64 // last event seq committed and synced: LastSeq
+	committed atomic.Int64 // last event seq committed: LastSeq
 	commits   atomic.Int64 // transactions committed
 	onCommit  func(time.Duration, int)
 	writes    atomic.Int64 // writes committed in them
@@ -64,7 +63,6 @@ type writer struct {
 	queue   *waitQueue
 	pending []*writeOp // handed over, not yet taken, in order
 
-	y        *syncer  // fsyncs the log after the commits, and acknowledges them
 	cur      *writeOp // the op running, on the writer goroutine
 	inTx     bool     // a transaction is open
 	began    time.Time
@@ -87,7 +85,7 @@ type writeOp struct {
 	ctx  context.Context
 	run  func(w *writer) error
 	err  error
-	done chan struct{} // signalled once the op is synced or failed, unless pend is set
+	done chan struct{} // signalled once the op is committed or failed, unless pend is set
 	pend *Pending      // an op nobody waits for: its end goes to pend
 	took *qentry       // the queue entry the op took when handed over
 
@@ -137,9 +135,9 @@ func putOp(o *writeOp) {
 // recCacheBytes bounds the records the queue keeps for claims (queue.go).
 const recCacheBytes = 32 << 20
 
-func newWriter(ctx context.Context, conn *sql.Conn, dbPath string, maxBatch int, log zerolog.Logger, onCommit func(time.Duration, int)) (*writer, error) {
+func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Logger, onCommit func(time.Duration, int)) (*writer, error) {
 	w := &writer{conn: conn, log: log, maxBatch: maxBatch, onCommit: onCommit, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
-		deferred: map[string]deferredClaim{}, y: newSyncer(dbPath)}
+		deferred: map[string]deferredClaim{}}
 	prep := func(dst **sql.Stmt, q string) error {
 		if *dst != nil {
 			return nil
@@ -200,7 +198,6 @@ func newWriter(ctx context.Context, conn *sql.Conn, dbPath string, maxBatch int,
 		return nil, err
 	}
 	w.committed.Store(w.seq)
-	go w.y.loop(&w.committed, func(err error) { w.log.Error().Err(err).Msg("the store stops acknowledging writes") })
 	go w.loop()
 	return w, nil
 }
@@ -300,22 +297,19 @@ func (w *writer) loop() {
 		quit := false
 		select {
 		case <-w.wake:
-		case <-w.y.idle:
 		case <-w.quit:
 			// Close waits for the calls in progress, but a claim's write
 			// may still be pending (nobody waits for it): commit it.
 			quit = true
 		}
 		for {
-			chunk = w.take(chunk[:0])
-			n := len(chunk)
+			if chunk = w.take(chunk[:0]); len(chunk) == 0 {
+				break
+			}
 			w.execute(chunk)
 			clear(chunk)
-			if len(w.txOps) > 0 && (quit || len(w.txOps) >= w.maxBatch || !w.y.busy()) {
+			if len(w.txOps) > 0 {
 				w.commit()
-			}
-			if n == 0 {
-				break
 			}
 		}
 		if quit {
@@ -324,17 +318,10 @@ func (w *writer) loop() {
 	}
 }
 
-// The writer keeps a transaction open and runs each write as it is taken:
-// while the syncer fsyncs the log, the writes that arrive run into the
-// next transaction, which commits as soon as the syncer is free (or holds
-// maxBatch writes). So a commit carries everything that came during one
-// fsync, the SQL is done meanwhile, and there are no more commits than
-// fsyncs: each one writes the same hot pages to the log again.
-
-// take moves the pending writes, up to maxBatch, to chunk. Callers woken
-// by the last commit may still be on their way, runnable but not yet run:
-// yielding the processor a few times lets them arrive and share this commit
-// rather than wait for the next one.
+// take moves the pending writes, up to maxBatch, to chunk, to run in one
+// transaction. Callers woken by the last commit may still be on their way,
+// runnable but not yet run: yielding the processor a few times lets them
+// arrive and share this commit rather than wait for the next one.
 func (w *writer) take(chunk []*writeOp) []*writeOp {
 	for round := 0; round < lingerRounds && len(chunk) < w.maxBatch; round++ {
 		n := len(chunk)
@@ -357,13 +344,11 @@ func (w *writer) take(chunk []*writeOp) []*writeOp {
 // microseconds, against a commit's fsync of a millisecond or more.
 const lingerRounds = 4
 
-// execute runs a chunk of writes in the open transaction, beginning one if
-// needed. A write that aborts rolls the transaction back (rollback).
+// execute runs a chunk of writes in a transaction, beginning it. A write
+// that aborts rolls the transaction back (rollback), and the rest of the
+// chunk goes back to pending.
 func (w *writer) execute(chunk []*writeOp) {
 	for i, o := range chunk {
-		if w.broken == nil {
-			w.broken = w.y.failed()
-		}
 		if w.broken != nil {
 			o.err = w.broken
 			o.notify()
@@ -401,8 +386,8 @@ func (w *writer) execute(chunk []*writeOp) {
 	}
 }
 
-// commit commits the open transaction and hands its writes to the syncer,
-// which acknowledges them once the log is synced.
+// commit commits the transaction (synchronous=FULL: with the log's fsync)
+// and acknowledges its writes.
 func (w *writer) commit() {
 	for id := range w.deferred {
 		if err := w.flushClaim(id); err != nil {
@@ -410,11 +395,7 @@ func (w *writer) commit() {
 			return
 		}
 	}
-	// From here a read may see the transaction: it waits for this
-	// commit's sync before it answers (syncer.durable).
-	w.y.started.Add(1)
 	if _, err := w.stmts.commit.Exec(); err != nil {
-		w.y.ended(nil, 0)
 		w.rollback(fmt.Errorf("committing: %w", err), nil)
 		return
 	}
@@ -426,8 +407,11 @@ func (w *writer) commit() {
 	if w.onCommit != nil {
 		w.onCommit(time.Since(w.began), len(w.txOps))
 	}
-	w.y.ended(w.txOps, w.seq)
-	clear(w.txOps)
+	w.committed.Store(w.seq)
+	for i, o := range w.txOps {
+		o.notify()
+		w.txOps[i] = nil
+	}
 	w.txOps = w.txOps[:0]
 	if w.logFrames.Load() >= w.restartAt {
 		w.restartLog()
@@ -446,7 +430,7 @@ func (w *writer) restartLog() {
 	w.restarts.Add(1)
 }
 
-// rollback undoes the open transaction: nothing of it is durable, which
+// rollback undoes the transaction: nothing of it is durable, which
 // every write in it is told, and memory is made to match the file again.
 // rest, writes taken but not run, go back to the front of the pending ones,
 // so that the reload leaves the tasks they took out of the queue. No write
@@ -484,10 +468,10 @@ func (w *writer) rollback(failed error, rest []*writeOp) {
 
 // A claim from a kept record only appends its event when it runs; the
 // update of its row is deferred. When the finish of the task's run comes
-// in the same transaction, as it does for a short task (or while a busy
-// writer's fsync runs), that finish makes the row's one update, from
-// waiting to its end, under the claim's condition: one row update instead
-// of two. Any other write of the task, a write that names no task, and the
+// in the same transaction, as it does for a short task (claim and finish
+// gather in pending while the writer's last fsync runs), that finish makes
+// the row's one update, from waiting to its end, under the claim's
+// condition: one row update instead of two. Any other write of the task, a write that names no task, and the
 // commit first make the claim's own update (flushClaim).
 type deferredClaim struct {
 	e       *qentry
@@ -573,7 +557,6 @@ func (w *writer) saveMeta(ctx context.Context) error {
 func (w *writer) stop() {
 	close(w.quit)
 	<-w.done
-	w.y.stop()
 	w.closeStmts()
 }
 
