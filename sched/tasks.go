@@ -289,7 +289,8 @@ func (s *Scheduler) unwait(id string, w *waiter) {
 
 // wakeWaiters announces that task id ended: its waiters return t, the
 // terminal record as committed, or read the store if t is nil. The task is
-// no longer unfinished.
+// no longer unfinished, and a cancel asked for after its run (Cancel saw it
+// running, the worker had let go of it) has nothing left to stop.
 func (s *Scheduler) wakeWaiters(id string, t *protocol.Task) {
 	if t != nil {
 		s.recent.add(t)
@@ -298,6 +299,7 @@ func (s *Scheduler) wakeWaiters(id string, t *protocol.Task) {
 	ws := s.wait[id]
 	delete(s.wait, id)
 	delete(s.unfinished, id)
+	delete(s.cancel, id)
 	s.mu.Unlock()
 	for _, w := range ws {
 		w.task = t

@@ -146,9 +146,10 @@ func (s *Scheduler) runTask(ctx context.Context, t store.TaskRecord, started *st
 	rt.mu.Lock()
 	rt.done = true
 	rt.mu.Unlock()
-	rt.ended <- ending{rec: s.outcome(t, out), out: out}
+	rec := s.outcome(t, out)
+	rt.ended <- ending{rec: rec, out: out}
 	if out.Err != nil {
-		log.Info().Str("code", out.Err.Code).Str("error", out.Err.Message).Msg("task attempt failed")
+		log.Info().Str("code", out.Err.Code).Str("error", out.Err.Message).Str("state", string(rec.State)).Msg("task attempt failed")
 	} else {
 		log.Debug().Dur("duration", out.Duration).Msg("task succeeded")
 	}
