@@ -366,8 +366,11 @@ func (w *writer) execute(chunk []*writeOp) {
 		}
 		if !w.inTx {
 			if _, err := w.stmts.begin.Exec(); err != nil {
+				// This write fails; the rest go back to pending, to try
+				// again (each try fails one write at most).
 				o.err = fmt.Errorf("store: beginning a transaction: %w", err)
-				w.rollback(o.err, chunk[i:])
+				w.rollback(o.err, chunk[i+1:])
+				o.notify()
 				return
 			}
 			w.inTx, w.began = true, time.Now()
@@ -471,8 +474,9 @@ func (w *writer) rollback(failed error, rest []*writeOp) {
 // in the same transaction, as it does for a short task (claim and finish
 // gather in pending while the writer's last fsync runs), that finish makes
 // the row's one update, from waiting to its end, under the claim's
-// condition: one row update instead of two. Any other write of the task, a write that names no task, and the
-// commit first make the claim's own update (flushClaim).
+// condition: one row update instead of two. Any other write of the task, a
+// write that names no task, and the commit first make the claim's own
+// update (flushClaim).
 type deferredClaim struct {
 	e       *qentry
 	attempt int   // the attempt before the claim
