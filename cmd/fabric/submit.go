@@ -182,9 +182,40 @@ func (c *cli) follow(ctx context.Context, cl *client.Client, id, agent string) (
 		fmt.Fprintf(c.stderr, "task %s submitted\n", id)
 	}
 	notes := cl.Notifications()
+	show := func(ev protocol.TaskEvent) {
+		changed := st.apply(ev)
+		if region != nil {
+			region.draw(nil, []string{st.line(c.now(), c.barWidth())})
+		} else if changed {
+			fmt.Fprintln(c.stderr, eventLine(ev, ev.At))
+		}
+	}
 	for {
 		select {
 		case o := <-done:
+			// task.wait's answer and the last events travel apart: show
+			// the events already here, then the end itself if its event
+			// has not come (it may still be on its way, or was dropped).
+			for drained := false; !drained && notes != nil; {
+				select {
+				case n, ok := <-notes:
+					if ev, isEv := decodeEvent(n); ok && isEv && ev.TaskID == id {
+						show(ev)
+					}
+					drained = !ok
+				default:
+					drained = true
+				}
+			}
+			var t protocol.Task
+			if o.err == nil && json.Unmarshal(o.raw, &t) == nil && t.State.Terminal() && !st.state.Terminal() {
+				at := c.now()
+				if t.FinishedAt != nil {
+					at = *t.FinishedAt
+				}
+				show(protocol.TaskEvent{TaskID: t.TaskID, Agent: t.Agent, State: t.State, Attempt: t.Attempt,
+					At: at, Result: t.Result, Error: t.Error})
+			}
 			if region != nil {
 				region.clear()
 			}
@@ -194,15 +225,8 @@ func (c *cli) follow(ctx context.Context, cl *client.Client, id, agent string) (
 				notes = nil // the connection ended; task.wait reports it
 				continue
 			}
-			ev, ok := decodeEvent(n)
-			if !ok || ev.TaskID != id {
-				continue
-			}
-			changed := st.apply(ev)
-			if region != nil {
-				region.draw(nil, []string{st.line(c.now(), c.barWidth())})
-			} else if changed {
-				fmt.Fprintln(c.stderr, eventLine(ev, ev.At))
+			if ev, ok := decodeEvent(n); ok && ev.TaskID == id {
+				show(ev)
 			}
 		case <-tick:
 			region.draw(nil, []string{st.line(c.now(), c.barWidth())})
