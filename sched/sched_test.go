@@ -180,6 +180,18 @@ func TestPriorityOrderAndFIFO(t *testing.T) {
 		f.wait(id)
 	}
 	want := []string{ids[1], ids[5], ids[4], ids[2], ids[0], ids[6], ids[3]}
+	// A task's events may reach subscribers after task.wait has answered
+	// from its committed record.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(order)
+		mu.Unlock()
+		if n >= len(want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for i := range want {
@@ -246,6 +258,18 @@ func TestRetriesWithBackoffThenDeadLetter(t *testing.T) {
 		t.Fatalf("dead letters: %v %+v", err, list)
 	}
 	want := []protocol.State{"queued", "running", "retrying", "running", "retrying", "running", "failed"}
+	// task.wait may answer from the committed record before the terminal
+	// event has reached subscribers: wait for it, then compare.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(states)
+		mu.Unlock()
+		if n >= len(want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(states) != len(want) {
