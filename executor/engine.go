@@ -104,3 +104,29 @@ type Outcome struct {
 	Instantiate time.Duration
 	Err         *protocol.TaskError // nil on success
 }
+
+// CheckSpec applies the rules every engine applies to a ModuleSpec before it
+// looks at the module's contents: the module is not empty and at most
+// maxBytes (else protocol.ErrLimit), and every capability is one GUEST_ABI.md
+// names. It reports which capabilities are granted.
+func CheckSpec(spec ModuleSpec, maxBytes int64) (clock, random bool, err error) {
+	if len(spec.Wasm) == 0 {
+		return false, false, protocol.Errorf(protocol.ErrInvalidModule, "the module is empty")
+	}
+	if int64(len(spec.Wasm)) > maxBytes {
+		return false, false, protocol.Errorf(protocol.ErrLimit, "the module is %d bytes; the server's limit is %d",
+			len(spec.Wasm), maxBytes)
+	}
+	for _, c := range spec.Capabilities {
+		switch c {
+		case protocol.CapClock:
+			clock = true
+		case protocol.CapRandom:
+			random = true
+		default:
+			return false, false, protocol.Errorf(protocol.ErrInvalidParams, "capabilities: want %q or %q; got %q",
+				protocol.CapClock, protocol.CapRandom, c)
+		}
+	}
+	return clock, random, nil
+}

@@ -256,24 +256,9 @@ func (e *Wazero) Compile(ctx context.Context, spec ModuleSpec) (mod Module, err 
 		}
 	}()
 
-	if len(spec.Wasm) == 0 {
-		return nil, protocol.Errorf(protocol.ErrInvalidModule, "the module is empty")
-	}
-	if int64(len(spec.Wasm)) > e.opts.MaxModuleBytes {
-		return nil, protocol.Errorf(protocol.ErrLimit, "the module is %d bytes; the server's limit is %d",
-			len(spec.Wasm), e.opts.MaxModuleBytes)
-	}
-	clock, random := false, false
-	for _, c := range spec.Capabilities {
-		switch c {
-		case protocol.CapClock:
-			clock = true
-		case protocol.CapRandom:
-			random = true
-		default:
-			return nil, protocol.Errorf(protocol.ErrInvalidParams, "capabilities: want %q or %q; got %q",
-				protocol.CapClock, protocol.CapRandom, c)
-		}
+	clock, random, err := CheckSpec(spec, e.opts.MaxModuleBytes)
+	if err != nil {
+		return nil, err
 	}
 
 	// wazero never sees a module that InspectModule refused: its decoder

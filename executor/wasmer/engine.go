@@ -262,24 +262,9 @@ func (e *Engine) Compile(ctx context.Context, spec executor.ModuleSpec) (mod exe
 		}
 	}()
 
-	if len(spec.Wasm) == 0 {
-		return nil, protocol.Errorf(protocol.ErrInvalidModule, "the module is empty")
-	}
-	if int64(len(spec.Wasm)) > e.opts.MaxModuleBytes {
-		return nil, protocol.Errorf(protocol.ErrLimit, "the module is %d bytes; the server's limit is %d",
-			len(spec.Wasm), e.opts.MaxModuleBytes)
-	}
-	clock, random := false, false
-	for _, c := range spec.Capabilities {
-		switch c {
-		case protocol.CapClock:
-			clock = true
-		case protocol.CapRandom:
-			random = true
-		default:
-			return nil, protocol.Errorf(protocol.ErrInvalidParams, "capabilities: want %q or %q; got %q",
-				protocol.CapClock, protocol.CapRandom, c)
-		}
+	clock, random, err := executor.CheckSpec(spec, e.opts.MaxModuleBytes)
+	if err != nil {
+		return nil, err
 	}
 
 	// As in the wazero engine: the ABI's verdict first; a malformed binary
