@@ -384,25 +384,18 @@ func appendSection(out []byte, id byte, body []byte) []byte {
 // appendVecSection appends a vector section made of old's elements (old may
 // be nil) followed by n more, encoded in extra.
 func appendVecSection(out []byte, id byte, old []byte, n uint32, extra []byte) ([]byte, error) {
-	var count uint32
-	var rest []byte
-	if old != nil {
-		r := &reader{b: old}
-		count = r.u32()
-		if r.err != nil {
-			return nil, fmt.Errorf("%s section: %w", sectionName(id), r.err)
-		}
-		rest = old[r.off:]
-	}
-	body := leb128.AppendUint(make([]byte, 0, 5+len(rest)+len(extra)), uint64(count+n))
-	body = append(body, rest...)
-	body = append(body, extra...)
-	return appendSection(out, id, body), nil
+	return vecSection(out, id, old, n, extra, false)
 }
 
 // prependVecSection appends a vector section made of n elements, encoded in
 // extra, followed by old's (old may be nil).
 func prependVecSection(out []byte, id byte, old []byte, n uint32, extra []byte) ([]byte, error) {
+	return vecSection(out, id, old, n, extra, true)
+}
+
+// vecSection appends a vector section of old's elements and the n encoded
+// in extra, extra's first when first is set.
+func vecSection(out []byte, id byte, old []byte, n uint32, extra []byte, first bool) ([]byte, error) {
 	var count uint32
 	var rest []byte
 	if old != nil {
@@ -414,8 +407,11 @@ func prependVecSection(out []byte, id byte, old []byte, n uint32, extra []byte) 
 		rest = old[r.off:]
 	}
 	body := leb128.AppendUint(make([]byte, 0, 5+len(rest)+len(extra)), uint64(count+n))
-	body = append(body, extra...)
-	body = append(body, rest...)
+	if first {
+		body = append(append(body, extra...), rest...)
+	} else {
+		body = append(append(body, rest...), extra...)
+	}
 	return appendSection(out, id, body), nil
 }
 
