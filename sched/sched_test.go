@@ -30,32 +30,9 @@ type fixture struct {
 
 func start(t *testing.T, mod func(*sched.Config)) *fixture {
 	t.Helper()
-	eng, err := executor.NewWazero(executor.WazeroOptions{MaxMemoryBytes: 1 << 30, MaxModuleBytes: 64 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
 	st := store.NewMemory()
-	cfg := sched.Config{Store: st, Engine: eng, Workers: 2, Logger: zerolog.Nop()}
-	if mod != nil {
-		mod(&cfg)
-	}
-	s, err := sched.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Stop(ctx); err != nil {
-			t.Errorf("Stop: %v", err)
-		}
-		eng.Close(context.Background())
-		st.Close()
-	})
-	return &fixture{t: t, s: s, st: st}
+	t.Cleanup(func() { st.Close() }) // after the scheduler's Stop: cleanups run last first
+	return startOn(t, st, mod)
 }
 
 func agentBytes(t *testing.T, name string) []byte {
