@@ -124,25 +124,7 @@ func (s *suite) testReuse(t *testing.T) {
 		// first and trap.
 		m := compile(t)
 		wantOK(t, run(t, m, inv("n")), "g=1 m=1 p=1") // an idle instance, on an engine that keeps one
-		var arrived sync.WaitGroup
-		arrived.Add(2)
-		both := make(chan struct{})
-		go func() { arrived.Wait(); close(both) }()
-		outs := make([]executor.Outcome, 2)
-		var done sync.WaitGroup
-		for i := range outs {
-			done.Add(1)
-			go func() {
-				defer done.Done()
-				in := inv("p")
-				in.OnProgress = func(float64) {
-					arrived.Done()
-					<-both
-				}
-				outs[i] = m.Run(t.Context(), in)
-			}()
-		}
-		done.Wait()
+		outs := runOverlapping(t, m, inv("p"))
 		for _, out := range outs {
 			if out.Err != nil {
 				t.Fatalf("overlapping runs: %s: %s", out.Err.Code, out.Err.Message)

@@ -208,25 +208,7 @@ func (s *suite) testIsolation(t *testing.T) {
 		// Both runs are held inside the guest (at their progress call) until
 		// both got there, so they certainly overlap.
 		m := s.compile(t, "counter", executor.ModuleSpec{})
-		var arrived sync.WaitGroup
-		arrived.Add(2)
-		both := make(chan struct{})
-		go func() { arrived.Wait(); close(both) }()
-		outs := make([]executor.Outcome, 2)
-		var done sync.WaitGroup
-		for i := range outs {
-			done.Add(1)
-			go func() {
-				defer done.Done()
-				in := inv("")
-				in.OnProgress = func(float64) {
-					arrived.Done()
-					<-both
-				}
-				outs[i] = m.Run(t.Context(), in)
-			}()
-		}
-		done.Wait()
+		outs := runOverlapping(t, m, inv(""))
 		for _, out := range outs {
 			wantOK(t, out, "g=1 m=1")
 		}
@@ -252,4 +234,29 @@ func (s *suite) testIsolation(t *testing.T) {
 			t.Fatal(e)
 		}
 	})
+}
+
+// runOverlapping runs in twice at once on m, each run held at its first
+// progress call until both got there, so that the two certainly overlap.
+func runOverlapping(t *testing.T, m executor.Module, in executor.Invocation) []executor.Outcome {
+	var arrived sync.WaitGroup
+	arrived.Add(2)
+	both := make(chan struct{})
+	go func() { arrived.Wait(); close(both) }()
+	outs := make([]executor.Outcome, 2)
+	var done sync.WaitGroup
+	for i := range outs {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			in := in
+			in.OnProgress = func(float64) {
+				arrived.Done()
+				<-both
+			}
+			outs[i] = m.Run(t.Context(), in)
+		}()
+	}
+	done.Wait()
+	return outs
 }
