@@ -117,11 +117,11 @@ func (r *taskRow) decode() (TaskRecord, error) {
 // insertArgs are the values of taskCols for a new task, queue_seq first (the
 // writer fills it). A large input goes to task_inputs (inlineInput).
 func insertArgs(t *TaskRecord) ([]any, error) {
-	backoff, err := jsonText(t.Backoff)
+	backoff, err := encodeWith(func(e *jsonEnc) { e.backoff(&t.Backoff) })
 	if err != nil {
 		return nil, err
 	}
-	quota, err := jsonText(t.Quota)
+	quota, err := encodeWith(func(e *jsonEnc) { e.quota(&t.Quota) })
 	if err != nil {
 		return nil, err
 	}
@@ -277,28 +277,35 @@ func mutableArgs(t *TaskRecord) (mutable, error) {
 	if t.State.Terminal() {
 		m.doneAt = toNanos(doneAt(t))
 	}
-	labels := t.Labels
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	var err error
-	if m.labels, err = jsonText(labels); err != nil {
-		return m, err
+	if len(t.Labels) == 0 {
+		m.labels = "{}"
+	} else {
+		l, err := encodeWith(func(e *jsonEnc) { e.labels(t.Labels) })
+		if err != nil {
+			return m, err
+		}
+		m.labels = l
 	}
 	if t.Result != nil {
-		if m.result, err = jsonText(t.Result); err != nil {
+		r, err := encodeWith(func(e *jsonEnc) { e.result(t.Result) })
+		if err != nil {
 			return m, fmt.Errorf("store: task %s: encoding its result: %w", t.TaskID, err)
 		}
+		m.result = r
 	}
 	if t.Error != nil {
-		if m.terr, err = jsonText(t.Error); err != nil {
+		te, err := encodeWith(func(e *jsonEnc) { e.taskError(t.Error) })
+		if err != nil {
 			return m, err
 		}
+		m.terr = te
 	}
 	if len(t.AttemptErrors) > 0 {
-		if m.attemptErrs, err = jsonText(t.AttemptErrors); err != nil {
+		ae, err := encodeWith(func(e *jsonEnc) { e.taskErrors(t.AttemptErrors) })
+		if err != nil {
 			return m, err
 		}
+		m.attemptErrs = ae
 	}
 	return m, nil
 }
@@ -321,12 +328,13 @@ type eventPayload struct {
 	Error    *protocol.TaskError       `json:"error,omitempty"`
 }
 
+// encodeEvent encodes an eventPayload of ev (encode.go).
 func encodeEvent(ev *protocol.TaskEvent) (string, error) {
-	b, err := json.Marshal(eventPayload{State: ev.State, Attempt: ev.Attempt, At: ev.At, Progress: ev.Progress, Result: ev.Result, Error: ev.Error})
+	s, err := encodeWith(func(e *jsonEnc) { e.event(ev) })
 	if err != nil {
 		return "", fmt.Errorf("store: encoding an event of task %s: %w", ev.TaskID, err)
 	}
-	return string(b), nil
+	return s, nil
 }
 
 // encodeUpdateEvent is encodeEvent for UpdateTask's event, reusing the
