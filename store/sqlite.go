@@ -207,7 +207,11 @@ func sqliteDSN(path string, busy time.Duration, readOnly bool) string {
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	} else {
-		q.Add("_pragma", "foreign_keys(1)")
+		// Foreign keys are not enforced on the writer: each check is a
+		// lookup of the task per event row, and every row the writer
+		// inserts names a task it wrote in the same transaction or before.
+		// Prune deletes a task's events and input with it.
+		q.Add("_pragma", "foreign_keys(0)")
 		q.Add("_pragma", "synchronous(FULL)")
 		// The checkpointer copies the log, not a commit (checkpointer).
 		q.Add("_pragma", "wal_autocheckpoint(0)")

@@ -132,7 +132,9 @@ func (s *SQLite) CreateTask(ctx context.Context, t TaskRecord) (TaskRecord, prot
 	}
 	defer s.life.RUnlock()
 	var found *taskRow
-	err = s.send(ctx, func(w *writer) (err error) {
+	// Named, so that the claims the writer holds back are not flushed for
+	// it (settleClaims).
+	err = s.sendFor(ctx, t.TaskID, opOther, 0, false, func(w *writer) (err error) {
 		found, err = w.createTask(&t, args, &ev, payload, rec)
 		return err
 	})
@@ -328,7 +330,7 @@ func (s *SQLite) Claim(ctx context.Context, now time.Time) (TaskRecord, *Pending
 		row, ev, err = w.claimRead(e, now)
 		return err
 	})
-	o.took = e
+	o.took, o.task = e, e.id
 	w.hand(o)
 	w.qmu.Unlock()
 	w.poke()
@@ -487,28 +489,44 @@ func (s *SQLite) Prune(ctx context.Context, olderThan time.Time, keep int) (int,
 	}
 	s.life.RUnlock()
 
-	query := `DELETE FROM tasks WHERE queue_seq IN (SELECT queue_seq FROM tasks
-		WHERE done_at IS NOT NULL AND done_at < ?`
+	// The writer does not enforce foreign keys (sqliteDSN): a task's
+	// events and input are deleted with it here.
+	batch := `SELECT queue_seq FROM tasks WHERE done_at IS NOT NULL AND done_at < ?`
 	args := []any{toNanos(olderThan)}
 	if bounded {
-		query += ` AND (done_at, queue_seq) < (?, ?)`
+		batch += ` AND (done_at, queue_seq) < (?, ?)`
 		args = append(args, keepDone, keepSeq)
 	}
-	query += ` ORDER BY done_at, queue_seq LIMIT ?)`
+	batch += ` ORDER BY done_at, queue_seq LIMIT ?`
 	args = append(args, pruneBatch)
+	var queries []string
+	for _, table := range []string{"events", "task_inputs"} {
+		key := "queue_seq"
+		if table == "events" {
+			key = "task_seq"
+		}
+		queries = append(queries, `DELETE FROM `+table+` WHERE `+key+` IN (`+batch+`)`)
+	}
+	query := `DELETE FROM tasks WHERE queue_seq IN (` + batch + `)`
 	total := 0
 	for {
 		var n int64
 		err := s.write(ctx, func(w *writer) error {
 			if err := w.saveMeta(context.Background()); err != nil {
-				return fmt.Errorf("store: prune: %w", err)
+				return abort(fmt.Errorf("store: prune: %w", err))
+			}
+			// The same batch each time: only the last deletes tasks.
+			for _, q := range queries {
+				if _, err := w.conn.ExecContext(context.Background(), q, args...); err != nil {
+					return abort(fmt.Errorf("store: prune: %w", err))
+				}
 			}
 			res, err := w.conn.ExecContext(context.Background(), query, args...)
 			if err != nil {
-				return fmt.Errorf("store: prune: %w", err)
+				return abort(fmt.Errorf("store: prune: %w", err))
 			}
 			n, err = res.RowsAffected()
-			return err
+			return abort(err)
 		})
 		total += int(n)
 		if err != nil {

@@ -219,6 +219,64 @@ func TestSeqNeverReused(t *testing.T) {
 	}
 }
 
+// TestPruneLeavesNoOrphans: the writer does not enforce foreign keys, so
+// Prune deletes a task's events and kept-apart input itself; SQLite's own
+// check finds nothing pointing at a pruned task.
+func TestPruneLeavesNoOrphans(t *testing.T) {
+	dir := t.TempDir()
+	s := openSQLite(t, dir)
+	for i := range 6 {
+		tr := storetest.NewTask(fmt.Sprint("t", i), "echo", protocol.Normal)
+		tr.Input = []byte(strings.Repeat("x", 4096*(i%2))) // every other one kept apart
+		if _, _, _, err := s.CreateTask(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 4 {
+		tr, started, ok, err := s.Claim(ctx, storetest.T0)
+		if err != nil || !ok {
+			t.Fatalf("Claim = %v, %v", ok, err)
+		}
+		if _, err := started.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		fin := storetest.T0
+		tr.State, tr.FinishedAt = protocol.StateSucceeded, &fin
+		if _, err := s.UpdateTask(ctx, tr, protocol.StateRunning); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.Prune(ctx, storetest.T0.Add(time.Hour), 1); err != nil || n != 3 {
+		t.Fatalf("Prune = %d, %v; want 3", n, err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "fabric.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query("PRAGMA foreign_key_check")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var table, parent string
+		var rowid, fk sql.NullInt64
+		rows.Scan(&table, &rowid, &parent, &fk)
+		t.Errorf("after Prune: row %d of %s points at a missing %s", rowid.Int64, table, parent)
+	}
+	var tasks, events, inputs int
+	if err := db.QueryRow(`SELECT (SELECT COUNT(*) FROM tasks), (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM task_inputs)`).Scan(&tasks, &events, &inputs); err != nil {
+		t.Fatal(err)
+	}
+	// Left: one finished task (3 events) and two waiting (1 event each);
+	// inputs kept apart: of t1, t3 and t5, t5 is waiting; t3 the kept one.
+	if tasks != 3 || events != 5 || inputs != 2 {
+		t.Errorf("after Prune: %d tasks, %d events, %d inputs kept apart; want 3, 5, 2", tasks, events, inputs)
+	}
+}
+
 func TestDirLock(t *testing.T) {
 	dir := t.TempDir()
 	s := openSQLite(t, dir)

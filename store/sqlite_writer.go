@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,14 +69,17 @@ type writer struct {
 	began    time.Time
 	txOps    []*writeOp               // the writes run in it
 	deferred map[string]deferredClaim // claims whose row update waits, by task
+	events   []eventRow               // events appended in it, not yet inserted (flushEvents)
+	evArgs   []any                    // flushEvents' arguments, reused
 	paired   int64                    // claims merged into their finish in it
 	broken   error                    // set when the file and memory could not be reconciled
 }
 
 type writerStmts struct {
-	insertTask, insertInput, insertEvent, taskByKey, updateTask, taskState, claim, claimKnown *sql.Stmt
+	insertTask, insertInput, taskByKey, updateTask, taskState, claim, claimKnown *sql.Stmt
 	claimFinish, progressOf, requeue, putAgent, deleteAgent, setMeta, begin, commit           *sql.Stmt
 	updateKnown, claimFinishKnown                                                             *sql.Stmt
+	insertEvents                                                                              [len(eventChunks)]*sql.Stmt
 }
 
 // writeOp is one caller's write. run executes inside the writer's
@@ -155,7 +159,6 @@ func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Lo
 	}{
 		{&w.stmts.insertTask, insertTaskSQL},
 		{&w.stmts.insertInput, `INSERT INTO task_inputs (queue_seq, input) VALUES (?, ?)`},
-		{&w.stmts.insertEvent, `INSERT INTO events (seq, task_seq, task_id, agent, payload) VALUES (?, ?, ?, ?, ?)`},
 		{&w.stmts.taskByKey, `SELECT ` + taskCols + ` FROM tasks WHERE idempotency_key = ?`},
 		{&w.stmts.updateTask, `UPDATE tasks SET priority = ?, state = ?, attempt = ?, max_retries = ?, timeout_ms = ?,
 			started_at = ?, finished_at = ?, next_attempt_at = ?, ready_at = ?, labels = ?, result = ?, error = ?,
@@ -190,6 +193,14 @@ func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Lo
 			return nil, err
 		}
 	}
+	for i, n := range eventChunks {
+		q := insertEventSQL + strings.Repeat(", (?, ?, ?, ?, ?)", n-1)
+		if err := prep(&w.stmts.insertEvents[i], q); err != nil {
+			w.closeStmts()
+			return nil, err
+		}
+	}
+	w.evArgs = make([]any, 0, 5*eventChunks[0])
 	w.qmu.Lock()
 	err := w.load(ctx)
 	w.qmu.Unlock()
@@ -377,6 +388,9 @@ func (w *writer) execute(chunk []*writeOp) {
 		}
 		w.txOps = append(w.txOps, o)
 		err := w.settleClaims(o)
+		if err == nil && o.task == "" && len(w.events) > 0 {
+			err = w.flushEvents() // a write of no task of its own may read or delete events
+		}
 		if err == nil {
 			err = w.runOp(o)
 		}
@@ -397,6 +411,10 @@ func (w *writer) commit() {
 			w.rollback(err, nil)
 			return
 		}
+	}
+	if err := w.flushEvents(); err != nil {
+		w.rollback(err, nil)
+		return
 	}
 	if _, err := w.stmts.commit.Exec(); err != nil {
 		w.rollback(fmt.Errorf("committing: %w", err), nil)
@@ -447,6 +465,8 @@ func (w *writer) rollback(failed error, rest []*writeOp) {
 	}
 	w.inTx = false
 	clear(w.deferred)
+	clear(w.events)
+	w.events = w.events[:0]
 	w.paired = 0
 	failedOps := slices.Clone(w.txOps)
 	clear(w.txOps)
@@ -565,8 +585,9 @@ func (w *writer) stop() {
 }
 
 func (w *writer) closeStmts() {
-	for _, s := range []*sql.Stmt{w.stmts.insertTask, w.stmts.insertInput, w.stmts.insertEvent, w.stmts.taskByKey, w.stmts.updateTask,
-		w.stmts.taskState, w.stmts.claim, w.stmts.claimKnown, w.stmts.claimFinish, w.stmts.begin, w.stmts.commit, w.stmts.updateKnown, w.stmts.claimFinishKnown, w.stmts.progressOf, w.stmts.requeue, w.stmts.putAgent, w.stmts.deleteAgent, w.stmts.setMeta} {
+	stmts := []*sql.Stmt{w.stmts.insertTask, w.stmts.insertInput, w.stmts.taskByKey, w.stmts.updateTask,
+		w.stmts.taskState, w.stmts.claim, w.stmts.claimKnown, w.stmts.claimFinish, w.stmts.begin, w.stmts.commit, w.stmts.updateKnown, w.stmts.claimFinishKnown, w.stmts.progressOf, w.stmts.requeue, w.stmts.putAgent, w.stmts.deleteAgent, w.stmts.setMeta}
+	for _, s := range append(stmts, w.stmts.insertEvents[:]...) {
 		if s != nil {
 			s.Close()
 		}
@@ -574,14 +595,56 @@ func (w *writer) closeStmts() {
 }
 
 // insertEvent appends ev, an event of the task with QueueSeq taskSeq, with
-// the next seq. The caller has written already, so a failure aborts the
-// transaction.
+// the next seq. The row is inserted with others (flushEvents), before the
+// commit; a failure then aborts the transaction.
 func (w *writer) insertEvent(taskSeq int64, ev *protocol.TaskEvent, payload string) error {
-	seq := w.seq + 1
-	if _, err := w.stmts.insertEvent.Exec(seq, taskSeq, ev.TaskID, ev.Agent, payload); err != nil {
-		return abort(fmt.Errorf("appending an event of task %s: %w", ev.TaskID, err))
+	w.seq++
+	ev.Seq = w.seq
+	w.events = append(w.events, eventRow{seq: w.seq, taskSeq: taskSeq, taskID: ev.TaskID, agent: ev.Agent, payload: payload})
+	if len(w.events) >= eventChunks[0] {
+		return w.flushEvents()
 	}
-	w.seq, ev.Seq = seq, seq
+	return nil
+}
+
+// eventRow is an events row waiting to be inserted.
+type eventRow struct {
+	seq, taskSeq          int64
+	taskID, agent, payload string
+}
+
+const insertEventSQL = `INSERT INTO events (seq, task_seq, task_id, agent, payload) VALUES (?, ?, ?, ?, ?)`
+
+// eventChunks are the row counts of the prepared event inserts, largest
+// first. A statement costs about as much as the rows it inserts (binding,
+// stepping and resetting it through database/sql and the transpiled C):
+// several rows to a statement insert each for half.
+var eventChunks = [...]int{32, 8, 1}
+
+// flushEvents inserts the events appended so far. It runs before the
+// commit, and before any write that is not one of a task's own (Prune
+// deletes events).
+func (w *writer) flushEvents() error {
+	evs := w.events
+	for len(evs) > 0 {
+		i := 0
+		for eventChunks[i] > len(evs) {
+			i++
+		}
+		n := eventChunks[i]
+		args := w.evArgs[:0]
+		for _, e := range evs[:n] {
+			args = append(args, e.seq, e.taskSeq, e.taskID, e.agent, e.payload)
+		}
+		_, err := w.stmts.insertEvents[i].Exec(args...)
+		clear(args)
+		if err != nil {
+			return abort(fmt.Errorf("appending the events of task %s and %d more: %w", evs[0].taskID, n-1, err))
+		}
+		evs = evs[n:]
+	}
+	clear(w.events)
+	w.events = w.events[:0]
 	return nil
 }
 
@@ -793,11 +856,9 @@ func (w *writer) appendProgress(taskID string, attempt int, progress float64, at
 	if err != nil {
 		return ev, err
 	}
-	seq := w.seq + 1
-	if _, err := w.stmts.insertEvent.Exec(seq, qseq, ev.TaskID, ev.Agent, payload); err != nil {
-		return ev, fmt.Errorf("store: appending a progress event of task %s: %w", taskID, err)
+	if err := w.insertEvent(qseq, &ev, payload); err != nil {
+		return ev, err
 	}
-	w.seq, ev.Seq = seq, seq
 	return ev, nil
 }
 
