@@ -76,10 +76,10 @@ type writer struct {
 }
 
 type writerStmts struct {
-	insertTask, insertInput, taskByKey, updateTask, taskState, claim, claimKnown *sql.Stmt
-	claimFinish, progressOf, requeue, putAgent, deleteAgent, setMeta, begin, commit           *sql.Stmt
-	updateKnown, claimFinishKnown                                                             *sql.Stmt
-	insertEvents                                                                              [len(eventChunks)]*sql.Stmt
+	insertTask, insertInput, taskByKey, updateTask, taskState, claim, claimKnown    *sql.Stmt
+	claimFinish, progressOf, requeue, putAgent, deleteAgent, setMeta, begin, commit *sql.Stmt
+	updateKnown, claimFinishKnown                                                   *sql.Stmt
+	insertEvents                                                                    [len(eventChunks)]*sql.Stmt
 }
 
 // writeOp is one caller's write. run executes inside the writer's
@@ -609,7 +609,7 @@ func (w *writer) insertEvent(taskSeq int64, ev *protocol.TaskEvent, payload stri
 
 // eventRow is an events row waiting to be inserted.
 type eventRow struct {
-	seq, taskSeq          int64
+	seq, taskSeq           int64
 	taskID, agent, payload string
 }
 
