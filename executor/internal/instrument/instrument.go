@@ -87,6 +87,23 @@ type Options struct {
 	// Trampoline names the exported functions to put in the trampoline
 	// table, after the start function; nil imports no table.
 	Trampoline []string
+	// ExportGlobals exports every mutable global the module defines (the
+	// budget included) as GlobalExport(index), so that the host can read
+	// and set them; see Module.Globals.
+	ExportGlobals bool
+}
+
+// GlobalExportPrefix begins the names of the exports Options.ExportGlobals
+// adds; a module exporting a name with it is refused.
+const GlobalExportPrefix = "fabric:global:"
+
+// GlobalExport is the name Options.ExportGlobals exports global index as.
+func GlobalExport(index uint32) string { return fmt.Sprintf("%s%d", GlobalExportPrefix, index) }
+
+// Global is a mutable global a module defines.
+type Global struct {
+	Index uint32
+	Type  byte // its value type's encoding: 0x7f i32 ... 0x7b v128, 0x70 funcref
 }
 
 // Budget is the number of checks between two calls of the yield function;
@@ -110,6 +127,17 @@ type Module struct {
 	// HasStart says the module had a start function, now exported as
 	// StartExport; the host must call it after instantiation.
 	HasStart bool
+	// Globals are the mutable globals the module defines, the budget
+	// last.
+	Globals []Global
+	// Fixed is "" when every piece of an instance's state other than its
+	// linear memory and its mutable globals stays as instantiation left
+	// it whatever the guest does: no instruction can change a table, an
+	// element segment or a data segment (table.set, table.grow,
+	// table.fill, table.copy, table.init, elem.drop, data.drop), no table
+	// is exported or imported by the module itself, and no global is
+	// imported. Otherwise it names the first thing found that breaks it.
+	Fixed string
 }
 
 // Section ids, and their order in a binary (custom sections aside).
@@ -141,6 +169,16 @@ type rewriter struct {
 	tramp          bool
 	importedTables uint32
 	addedElems     uint32
+	// unfixed is the first reason found for Module.Fixed.
+	unfixed string
+}
+
+// notFixed records why the module's instance state is not fixed, unless a
+// reason is recorded already.
+func (w *rewriter) notFixed(format string, args ...any) {
+	if w.unfixed == "" {
+		w.unfixed = fmt.Sprintf(format, args...)
+	}
 }
 
 // funcIndex renumbers a function index of the original module.
@@ -187,6 +225,7 @@ func Instrument(b []byte, o Options) (Module, error) {
 	}
 
 	var types, importedGlobals, definedGlobals, start uint32
+	var globals []Global
 	w := &rewriter{tramp: o.Trampoline != nil}
 	hasStart := false
 	exported := map[string]uint32{} // function exports, by name
@@ -197,20 +236,34 @@ func Instrument(b []byte, o Options) (Module, error) {
 			types = r.u32()
 		case secImport:
 			w.importedFuncs, importedGlobals, w.importedTables = countImports(r)
+			if importedGlobals > 0 {
+				w.notFixed("the module imports a global")
+			}
+			if w.importedTables > 0 {
+				w.notFixed("the module imports a table")
+			}
 		case secGlobal:
 			definedGlobals = r.u32()
+			for i := uint32(0); i < definedGlobals && r.err == nil; i++ {
+				typ := r.byte()
+				if r.byte() == 1 {
+					globals = append(globals, Global{Index: importedGlobals + i, Type: typ})
+				}
+				w.constExpr(r, nil)
+			}
 		case secStart:
 			start, hasStart = r.u32(), true
 		case secExport:
-			if w.tramp {
-				n := r.u32()
-				for i := uint32(0); i < n && r.err == nil; i++ {
-					name, _ := r.name()
-					kind := r.byte()
-					idx := r.u32()
-					if kind == 0x00 {
-						exported[name] = idx
-					}
+			n := r.u32()
+			for i := uint32(0); i < n && r.err == nil; i++ {
+				name, _ := r.name()
+				kind := r.byte()
+				idx := r.u32()
+				switch kind {
+				case 0x00:
+					exported[name] = idx
+				case 0x01:
+					w.notFixed("the module exports table %q", name)
 				}
 			}
 		}
@@ -268,6 +321,13 @@ func Instrument(b []byte, o Options) (Module, error) {
 	if hasStart {
 		newExports = cat(appendName(nil, StartExport), []byte{0x00}, leb128.AppendUint(nil, uint64(w.funcIndex(start))))
 		nExports = 1
+	}
+	globals = append(globals, Global{Index: budget, Type: 0x7f})
+	if o.ExportGlobals {
+		for _, g := range globals {
+			newExports = cat(newExports, appendName(nil, GlobalExport(g.Index)), []byte{0x03}, leb128.AppendUint(nil, uint64(g.Index)))
+			nExports++
+		}
 	}
 
 	out := make([]byte, 0, len(b)+len(b)/4+64)
@@ -360,7 +420,7 @@ func Instrument(b []byte, o Options) (Module, error) {
 			}
 		}
 	}
-	return Module{Wasm: out, HasStart: hasStart}, nil
+	return Module{Wasm: out, HasStart: hasStart, Globals: globals, Fixed: w.unfixed}, nil
 }
 
 func cat(parts ...[]byte) []byte {
@@ -479,7 +539,7 @@ func (w *rewriter) exports(body []byte) ([]byte, error) {
 	out := leb128.AppendUint(make([]byte, 0, len(body)+8), uint64(n))
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		name, _ := r.name()
-		if name == StartExport {
+		if name == StartExport || strings.HasPrefix(name, GlobalExportPrefix) {
 			return nil, fmt.Errorf("the module exports %q, a name reserved for the host", name)
 		}
 		kind := r.byte()
@@ -723,10 +783,13 @@ func (w *rewriter) function(out, fb []byte) ([]byte, error) {
 			out = append(out, op)
 			out = leb128.AppendUint(out, uint64(typ))
 			out = leb128.AppendUint(out, uint64(w.tableIndex(r.u32())))
-		case w.tramp && (op == 0x25 || op == 0x26): // table.get, table.set
+		case op == 0x25 || op == 0x26: // table.get, table.set
+			if op == 0x26 {
+				w.notFixed("table.set")
+			}
 			out = append(out, op)
 			out = leb128.AppendUint(out, uint64(w.tableIndex(r.u32())))
-		case w.tramp && op == 0xfc:
+		case op == 0xfc:
 			out = w.misc(r, out)
 		default:
 			skipImmediates(r, op)
@@ -751,6 +814,9 @@ func (w *rewriter) function(out, fb []byte) ([]byte, error) {
 func (w *rewriter) misc(r *reader, out []byte) []byte {
 	sub := r.u32()
 	out = leb128.AppendUint(append(out, 0xfc), uint64(sub))
+	if name := stateOps[sub]; name != "" {
+		w.notFixed("%s", name)
+	}
 	switch sub {
 	case 12: // table.init elem, table
 		out = leb128.AppendUint(out, uint64(w.elemIndex(r.u32())))
@@ -767,6 +833,10 @@ func (w *rewriter) misc(r *reader, out []byte) []byte {
 	skipMisc(r, sub)
 	return append(out, r.b[at:r.off]...)
 }
+
+// stateOps are the 0xfc instructions that change a table, an element
+// segment or a data segment.
+var stateOps = map[uint32]string{9: "data.drop", 12: "table.init", 13: "elem.drop", 14: "table.copy", 15: "table.grow", 17: "table.fill"}
 
 // skipImmediates reads the immediates of the instruction op (read already)
 // of every instruction set wazero can enable: the 2.0 core (MVP, sign

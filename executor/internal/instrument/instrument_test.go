@@ -304,3 +304,62 @@ func TestNames(t *testing.T) {
 		t.Fatal("the test module exports too few functions")
 	}
 }
+
+// TestFixedAndGlobals: Module.Fixed names the first thing that lets a
+// guest change its instance's state other than memory and mutable globals,
+// Module.Globals lists the mutable globals (the budget last), and
+// ExportGlobals exports them under reserved names, with the values
+// instantiation gives them.
+func TestFixedAndGlobals(t *testing.T) {
+	dir := filepath.Join("..", "..", "testdata", "agents")
+	for name, want := range map[string]string{
+		"resetprobe": "", "stateful": "",
+		"reset_tableset": "table.set", "reset_tablegrow": "table.grow", "reset_tablefill": "table.fill",
+		"reset_tablecopy": "table.copy", "reset_tableinit": "table.init", "reset_elemdrop": "elem.drop",
+		"reset_datadrop": "data.drop", "reset_tableexport": `the module exports table "table"`,
+		"reset_v128": "", // its global is the executor's business
+	} {
+		for _, tramp := range [][]string{nil, {"", "run"}} {
+			inst, err := instrument.Instrument(read(t, filepath.Join(dir, name+".wasm")), instrument.Options{Trampoline: tramp})
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if inst.Fixed != want {
+				t.Errorf("%s (trampoline %v): Fixed %q; want %q", name, tramp != nil, inst.Fixed, want)
+			}
+		}
+	}
+
+	inst, err := instrument.Instrument(read(t, filepath.Join(dir, "resetprobe.wasm")), instrument.Options{ExportGlobals: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// $i $l $f $d $fr counter $started $inited $at, then the budget.
+	wantTypes := []byte{0x7f, 0x7e, 0x7d, 0x7c, 0x70, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f}
+	if len(inst.Globals) != len(wantTypes) {
+		t.Fatalf("globals %+v; want %d", inst.Globals, len(wantTypes))
+	}
+	for i, g := range inst.Globals {
+		if g.Index != uint32(i) || g.Type != wantTypes[i] {
+			t.Errorf("global %d: %+v; want index %d, type %#x", i, g, i, wantTypes[i])
+		}
+	}
+	ctx := context.Background()
+	r := newRuntime(t)
+	mod, err := r.InstantiateWithConfig(ctx, inst.Wasm, wazero.NewModuleConfig().WithName(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for idx, want := range map[uint32]uint64{0: 7, 1: uint64(1<<64 - 5), 5: 100, 9: instrument.Budget} {
+		g, ok := mod.ExportedGlobal(instrument.GlobalExport(idx)).(api.MutableGlobal)
+		if !ok || g.Get() != want {
+			t.Errorf("export %s: %v; want a mutable global of %d", instrument.GlobalExport(idx), g, want)
+		}
+	}
+
+	// A module may not export a name of the reserved prefix.
+	bad := []byte("\x00asm\x01\x00\x00\x00\x06\x06\x01\x7f\x01\x41\x00\x0b\x07\x13\x01\x0ffabric:global:0\x03\x00")
+	if _, err := instrument.Instrument(bad, instrument.Options{}); err == nil || !strings.Contains(err.Error(), "reserved") {
+		t.Fatalf("a module exporting %q: %v; want it refused", instrument.GlobalExport(0), err)
+	}
+}

@@ -1,0 +1,17 @@
+;; reset_elemdrop: elem.drop drops an element segment (a later table.init of it traps).
+;; It cannot be reset in place, so every task runs in a fresh instance and
+;; writes "1" (a digit: what it observes before its change).
+(module
+  (import "fabric" "output_write" (func $out (param i32 i32)))
+  (memory (export "memory") 1)
+  (table $t 1 funcref)
+  (elem $p func $f)
+  (func $drop (elem.drop $p))
+  (func $f)
+  (func (export "run") (result i32)
+    (i32.store8 (i32.const 0) (i32.add (i32.const 48) (i32.const 1)))
+    (call $out (i32.const 0) (i32.const 1))
+    (table.init $t $p (i32.const 0) (i32.const 0) (i32.const 1))
+    (table.set $t (i32.const 0) (ref.null func))
+    (call $drop)
+    (i32.const 0)))
