@@ -113,12 +113,23 @@ type session struct {
 // other: so a write of the reader that has not finished within readerGrace
 // hands the role to a new goroutine, which reads on, and the old one ends
 // once its write returns.
+//
+// The watch is a timer that is not reset for each write: resetting a timer
+// wakes a thread of the runtime (to look at the new deadline), once per
+// answer. It is armed by a write when it is not armed already, and when it
+// fires it looks at the write in progress: stalled when it began
+// readerGrace ago or more, otherwise it is armed again for the rest of that
+// write's grace; with no write in progress it stays unarmed. A busy
+// connection then pays about one firing per readerGrace, not one reset per
+// answer.
 type readerRole struct {
 	mu      sync.Mutex
 	gen     int         // the current reader's generation (from 1)
 	writing int         // generation of a reader in a write; 0 for none
+	began   time.Time   // when that write began
 	live    int         // reader goroutines not ended
-	timer   *time.Timer // fires readerStalled; made at the first write
+	timer   *time.Timer // fires watchWrite; made at the first write
+	armed   bool        // the timer will fire
 }
 
 // readerGrace is how long the reader's write may take before the reading
@@ -307,7 +318,7 @@ func (ss *session) readerEnded() {
 }
 
 // readerWrite is answer for the reader of generation gen: it writes msg
-// itself when the writer is idle, under the watch of readerStalled.
+// itself when the writer is idle, under the watch of watchWrite.
 func (ss *session) readerWrite(msg []byte, gen int) {
 	o := ss.out
 	if !o.wmu.TryLock() {
@@ -320,32 +331,42 @@ func (ss *session) readerWrite(msg []byte, gen int) {
 		return
 	}
 	r := &ss.reader
+	began := time.Now()
 	r.mu.Lock()
-	r.writing = gen
-	if r.timer == nil {
-		r.timer = time.AfterFunc(readerGrace, ss.readerStalled)
-	} else {
-		r.timer.Reset(readerGrace)
+	r.writing, r.began = gen, began
+	if !r.armed {
+		r.armed = true
+		if r.timer == nil {
+			r.timer = time.AfterFunc(readerGrace, ss.watchWrite)
+		} else {
+			r.timer.Reset(readerGrace)
+		}
 	}
 	r.mu.Unlock()
 	ss.write(msg)
 	r.mu.Lock()
-	r.timer.Stop()
 	if r.writing == gen {
 		r.writing = 0
 	}
 	r.mu.Unlock()
 }
 
-// readerStalled hands the reader role to a new goroutine when the reader
-// is still in its write.
-func (ss *session) readerStalled() {
+// watchWrite is the reader's watch (see readerRole): it hands the reader
+// role to a new goroutine when the reader is still in a write begun
+// readerGrace ago or more.
+func (ss *session) watchWrite() {
 	r := &ss.reader
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.writing == 0 || r.writing != r.gen {
-		return // the write has ended, or the role was handed off already
+		r.armed = false // no write, or the role was handed off already
+		return
 	}
+	if d := time.Since(r.began); d < readerGrace {
+		r.timer.Reset(readerGrace - d)
+		return
+	}
+	r.armed = false
 	r.gen++
 	r.live++
 	go ss.readLoop(r.gen)

@@ -77,9 +77,16 @@ type Client struct {
 	opts Options
 
 	// wtimer bounds the write in progress (Options.WriteTimeout): one timer
-	// for the client, reset for each write, instead of a context per write
-	// (coder/websocket registers a context.AfterFunc for each).
+	// for the client instead of a context per write (coder/websocket
+	// registers a context.AfterFunc for each). It is not reset for each
+	// write either (a reset wakes a thread of the runtime): a write arms it
+	// when it is not armed, and when it fires it checks the write in
+	// progress (watchWrite).
 	wtimer *time.Timer
+	wmeta  sync.Mutex // guards the three below
+	wbegan time.Time  // when the write in progress began
+	wbusy  bool       // a write is in progress
+	warmed bool       // wtimer will fire
 
 	nextID atomic.Uint64
 	// wmu serialises writers so that a caller waiting its turn can give up
@@ -127,7 +134,7 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 		notes:   make(chan Notification, opts.NotificationBuffer),
 		done:    make(chan struct{}),
 	}
-	c.wtimer = time.AfterFunc(time.Hour, c.writeTimedOut)
+	c.wtimer = time.AfterFunc(time.Hour, c.watchWrite)
 	c.wtimer.Stop()
 	go c.read()
 	return c, nil
@@ -307,9 +314,18 @@ func (c *Client) send(ctx context.Context, msg []byte) error {
 	if err := c.Err(); err != nil {
 		return err
 	}
-	c.wtimer.Reset(c.opts.WriteTimeout)
+	began := time.Now()
+	c.wmeta.Lock()
+	c.wbegan, c.wbusy = began, true
+	if !c.warmed {
+		c.warmed = true
+		c.wtimer.Reset(c.opts.WriteTimeout)
+	}
+	c.wmeta.Unlock()
 	err := c.conn.Write(context.Background(), websocket.MessageText, msg)
-	c.wtimer.Stop()
+	c.wmeta.Lock()
+	c.wbusy = false
+	c.wmeta.Unlock()
 	if err != nil {
 		err = fmt.Errorf("%w: writing: %v", ErrClosed, err)
 		c.fail(err)
@@ -318,9 +334,24 @@ func (c *Client) send(ctx context.Context, msg []byte) error {
 	return nil
 }
 
-// writeTimedOut ends a connection whose write took longer than
-// WriteTimeout: the frame stream is broken halfway.
-func (c *Client) writeTimedOut() {
+// watchWrite ends a connection whose write in progress began WriteTimeout
+// ago or more: the frame stream is broken halfway. A younger write arms the
+// timer again for the rest of its time; with no write, it stays unarmed
+// until the next one.
+func (c *Client) watchWrite() {
+	c.wmeta.Lock()
+	if !c.wbusy {
+		c.warmed = false
+		c.wmeta.Unlock()
+		return
+	}
+	if d := time.Since(c.wbegan); d < c.opts.WriteTimeout {
+		c.wtimer.Reset(c.opts.WriteTimeout - d)
+		c.wmeta.Unlock()
+		return
+	}
+	c.warmed = false
+	c.wmeta.Unlock()
 	c.fail(fmt.Errorf("%w: writing a message took longer than %s", ErrClosed, c.opts.WriteTimeout))
 	c.conn.CloseNow()
 }
