@@ -57,7 +57,9 @@ func BenchmarkCompile(b *testing.B) {
 // BenchmarkRunTiny is one task of the smallest agent: instantiate, call,
 // close, with the outcome built; "-timeout" with a task's timeout (a timer),
 // as the scheduler always sets one; "-reuse" in an instance reused from the
-// agent's earlier tasks (ModuleSpec.ReuseInstances).
+// agent's earlier tasks (ModuleSpec.ReuseInstances); "-fresh" instantiated
+// anew for every task (WazeroOptions.FreshInstances), where the others run
+// in an instance reset in place when the module allows it.
 func BenchmarkRunTiny(b *testing.B) {
 	for _, c := range []struct {
 		agent   string
@@ -67,9 +69,11 @@ func BenchmarkRunTiny(b *testing.B) {
 		{"noop", 0, false}, {"echo_fabric", 0, false}, {"echo", 0, false},
 		{"noop-timeout", time.Minute, false},
 		{"noop-reuse", 0, true}, {"echo_fabric-reuse", 0, true},
+		{"noop-fresh", 0, false}, {"echo_fabric-fresh", 0, false}, {"echo-fresh", 0, false},
 	} {
 		b.Run(c.agent, func(b *testing.B) {
-			e := benchEngine(b)
+			e := newWazero(b, executor.WazeroOptions{FreshInstances: strings.HasSuffix(c.agent, "-fresh")})
+			b.Cleanup(func() { _ = e.Close(context.Background()) })
 			agent, _, _ := strings.Cut(c.agent, "-")
 			m, err := e.Compile(context.Background(), executor.ModuleSpec{Name: agent, Wasm: enginetest.Agent(b, agent), ReuseInstances: c.reuse})
 			if err != nil {

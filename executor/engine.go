@@ -3,8 +3,9 @@
 // Engine has two implementations run through one conformance suite: wazero
 // (the default, pure Go) and wasmer (cgo, build tag "wasmer"). An engine
 // compiles a module once, at agent.register, and runs every task in a fresh
-// instance of it (or, for a module compiled with ReuseInstances, possibly
-// in one that ran its earlier tasks).
+// instance of it, or in one reset in place to exactly a fresh instance's
+// state (wazero, where the module allows it), or, for a module compiled
+// with ReuseInstances, possibly in one that ran its earlier tasks.
 package executor
 
 import (
@@ -54,8 +55,9 @@ type ModuleSpec struct {
 
 // Module is a compiled module. Run may be called concurrently; each call runs
 // in its own instance. Unless the module was compiled with ReuseInstances,
-// that instance is fresh and shares no state with any other; with it, the
-// instance may have run earlier tasks of the module, one at a time.
+// that instance is fresh, or indistinguishable from a fresh one to the
+// guest, and shares no state with any other; with it, the instance may have
+// run earlier tasks of the module, one at a time.
 type Module interface {
 	ABI() string
 	Entry() string

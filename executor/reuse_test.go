@@ -31,7 +31,7 @@ const statefulPath = "testdata/agents/stateful.wasm"
 // must do; these hold it to reusing. (An internal test cannot import
 // enginetest, which imports this package.)
 
-func reuseEngine(t *testing.T, opts WazeroOptions) *Wazero {
+func reuseEngine(t testing.TB, opts WazeroOptions) *Wazero {
 	t.Helper()
 	e, err := NewWazero(opts)
 	if err != nil {
@@ -69,7 +69,9 @@ func wantOutput(t *testing.T, out Outcome, want string) {
 }
 
 // TestReuseSharesState: with reuse, sequential tasks run in one instance
-// and see its global and memory; without, each starts afresh.
+// and see its global and memory; without, each starts afresh (in an
+// instance reset in place to its state after instantiation, kept idle in
+// between: see reset_test.go).
 func TestReuseSharesState(t *testing.T) {
 	e := reuseEngine(t, WazeroOptions{})
 	fresh, reused := compileStateful(t, e, false), compileStateful(t, e, true)
@@ -81,8 +83,9 @@ func TestReuseSharesState(t *testing.T) {
 			t.Errorf("task %d: instantiate %s; want it measured only in the task that made the instance", i, out.Instantiate)
 		}
 	}
-	if len(fresh.idle) != 0 || len(reused.idle) != 1 {
-		t.Fatalf("idle instances: %d without reuse, %d with; want 0 and 1", len(fresh.idle), len(reused.idle))
+	if len(fresh.idle) != 1 || len(reused.idle) != 1 || !fresh.reset || reused.reset {
+		t.Fatalf("idle instances: %d without reuse (reset %v), %d with (reset %v); want 1 and 1, reset only without reuse",
+			len(fresh.idle), fresh.reset, len(reused.idle), reused.reset)
 	}
 }
 

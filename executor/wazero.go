@@ -41,9 +41,14 @@ type WazeroOptions struct {
 	// Default: GOMAXPROCS, at least 4.
 	MaxIdleInstances int
 	// MaxIdleMemoryBytes bounds the linear memory of all the idle reused
-	// instances of the engine together; an instance that would pass it is
-	// closed instead. Default 512 MiB.
+	// or reset instances of the engine together; an instance that would
+	// pass it is closed instead. Default 512 MiB.
 	MaxIdleMemoryBytes uint64
+	// FreshInstances turns instance reset off: every task of a module not
+	// compiled with ReuseInstances instantiates it anew, even where
+	// resetting an instance would be equivalent (see Wazero). For
+	// comparisons; isolation is the same either way.
+	FreshInstances bool
 }
 
 // Defaults of WazeroOptions.
@@ -85,9 +90,27 @@ func (o *WazeroOptions) Validate() error {
 }
 
 // Wazero is the default Engine, built on wazero (pure Go, no cgo) with its
-// optimizing compiler. A module is compiled once by Compile; every Run
-// instantiates it afresh, so no two runs share any state, unless the module
-// was compiled with ReuseInstances (see Run for what that shares).
+// optimizing compiler. A module is compiled once by Compile; every Run gets
+// an instance in the state a fresh instantiation leaves, so no two runs
+// share any state, unless the module was compiled with ReuseInstances (see
+// Run for what that shares).
+//
+// Instance reset: where it is provably equivalent, an instance whose task
+// returned normally is reset in place to that state and kept for a later
+// task instead of closed (instantiating is most of a small task's cost):
+// its linear memory is rewritten to the image instantiation made, its
+// mutable globals (exported for the host by the instrumenter, non-exported
+// ones included) are set to the values instantiation gave them, its fake
+// clock starts over, and the next task calls the start function and
+// _initialize again, as after instantiation. Compile decides whether a
+// module is eligible (see resetBlocker): every other piece of an
+// instance's state must be one no guest can change: no instruction that
+// changes a table, an element segment or a data segment, no exported
+// table, no v128 global, and only WASI functions that leave the WASI
+// context as they found it (no fd_close, fd_renumber, path_open and the
+// like). After a trap, a timeout, a cancel, any host-side stop, an exit,
+// or a task that grew its memory (a memory cannot shrink), the instance
+// is closed, and the next task instantiates afresh.
 //
 // The sandbox it gives a guest (GUEST_ABI.md):
 //   - imports: the fabric functions and wazero's wasi_snapshot_preview1, with
@@ -276,7 +299,19 @@ func (e *Wazero) Compile(ctx context.Context, spec ModuleSpec) (mod Module, err 
 	if checked.Initialize {
 		initialize = InitializeExport
 	}
-	inst, err := instrument.Instrument(spec.Wasm, instrument.Options{Trampoline: []string{initialize, checked.Entry}})
+	reset := ""
+	switch {
+	case spec.ReuseInstances:
+		reset = "the module reuses instances"
+	case e.opts.FreshInstances:
+		reset = "the engine runs every task in a fresh instance (FreshInstances)"
+	default:
+		reset = resetBlocker(info)
+	}
+	inst, err := instrument.Instrument(spec.Wasm, instrument.Options{
+		Trampoline:    []string{initialize, checked.Entry},
+		ExportGlobals: reset == "",
+	})
 	if err != nil {
 		// Let wazero's validation name the problem; if it accepts the
 		// module, refuse it for the instrumenter's reason.
@@ -297,6 +332,9 @@ func (e *Wazero) Compile(ctx context.Context, spec ModuleSpec) (mod Module, err 
 	if err != nil {
 		return nil, err
 	}
+	if reset == "" {
+		reset = globalsBlocker(inst)
+	}
 
 	m := &wazeroModule{
 		e:             e,
@@ -309,6 +347,14 @@ func (e *Wazero) Compile(ctx context.Context, spec ModuleSpec) (mod Module, err 
 		clock:         clock,
 		random:        random,
 		reuse:         spec.ReuseInstances,
+		reset:         reset == "",
+		notReset:      reset,
+	}
+	if reset == "" {
+		m.globals = make([]string, len(inst.Globals))
+		for i, g := range inst.Globals {
+			m.globals[i] = instrument.GlobalExport(g.Index)
+		}
 	}
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions()
 	if spec.Name != "" {
@@ -408,13 +454,21 @@ type wazeroModule struct {
 	initialMemory uint64
 	clock, random bool
 	reuse         bool // ModuleSpec.ReuseInstances
+	// reset says instances are reset in place after a task that returned
+	// normally (see Wazero); notReset says why not when they are not.
+	reset    bool
+	notReset string
+	globals  []string // the exports of the mutable globals, for reset
+	// image is the linear memory instantiation makes (taken from the
+	// first instance), for reset.
+	image atomic.Pointer[memImage]
 
 	mu       sync.Mutex
 	closed   bool
 	active   int
 	released bool
 	shells   []*shell // idle shells without an instance
-	idle     []*shell // idle shells with a reusable instance (reuse only), most recent last
+	idle     []*shell // idle shells with a reused or reset instance, most recent last
 }
 
 func (m *wazeroModule) ABI() string   { return m.abi }

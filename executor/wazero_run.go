@@ -248,7 +248,7 @@ func (m *wazeroModule) Run(ctx context.Context, inv Invocation) (out Outcome) {
 	}
 
 	var s *shell
-	if m.reuse {
+	if m.reuse || m.reset {
 		s = m.getIdle(limit)
 	}
 	if s == nil {
@@ -256,7 +256,8 @@ func (m *wazeroModule) Run(ctx context.Context, inv Invocation) (out Outcome) {
 		if s, err = m.getShell(); err != nil {
 			return r.Outcome(End{Err: protocol.NewTaskError(protocol.CodeInternal, "making the instance's shell: %v", err)})
 		}
-		if m.reuse {
+		if m.reuse || m.reset {
+			// A later task's quota may be larger than this one's.
 			s.mem.reserve = m.e.opts.MaxMemoryBytes
 		}
 	}
@@ -294,10 +295,18 @@ func (m *wazeroModule) Run(ctx context.Context, inv Invocation) (out Outcome) {
 	if s.mem.failed != nil && end.Err == nil && r.Stopped() == nil {
 		end.Err = protocol.NewTaskError(protocol.CodeInternal, "linear memory: %v", s.mem.failed)
 	}
+	// The guest returned by itself (whatever it returned): nothing stopped
+	// it midway.
+	returned := end.Err == nil && r.Stopped() == nil && s.mem.failed == nil
 	end.Duration = time.Since(start)
 	end.Instantiate = r.instantiate
 	out = r.Outcome(end)
-	keep = m.reuse && out.Err == nil && s.mem.failed == nil && s.guest != nil && !s.guest.IsClosed()
+	switch {
+	case m.reuse:
+		keep = out.Err == nil && s.mem.failed == nil && s.guest != nil && !s.guest.IsClosed()
+	case m.reset:
+		keep = returned && s.resetInstance()
+	}
 	return out
 }
 
@@ -311,16 +320,17 @@ func (m *wazeroModule) measured(ctx context.Context, s *shell, r *wazeroRun) (en
 }
 
 // call runs the task's entry in s's instance, instantiating the module
-// first when s has none (and then calling its start function and, for a
-// fabric-v1 reactor, _initialize). A module not compiled with
-// ReuseInstances gets a fresh instance, which is closed before call
-// returns; one compiled with it leaves the instance in s for the caller to
-// keep or close.
+// first when s has none, and calling its start function and, for a
+// fabric-v1 reactor, _initialize when the instance is new or reset. A
+// module neither compiled with ReuseInstances nor reset gets a fresh
+// instance, which is closed before call returns; the others leave the
+// instance in s for the caller to keep or close.
 func (m *wazeroModule) call(ctx context.Context, s *shell, r *wazeroRun) End {
 	if r.stopping() {
 		return End{Err: m.interrupted(ctx, r)}
 	}
 	if s.guest == nil {
+		s.resetClock()
 		began := time.Now()
 		mod, err := m.e.rt.InstantiateModule(s.hctx, m.compiled, s.cfg)
 		r.instantiate = time.Since(began)
@@ -328,9 +338,16 @@ func (m *wazeroModule) call(ctx context.Context, s *shell, r *wazeroRun) End {
 			return End{Err: m.classify(ctx, r, err, "instantiating the module: ")}
 		}
 		s.guest = mod
-		if !m.reuse {
+		s.needsInit = true
+		switch {
+		case m.reset:
+			s.snapshot()
+		case !m.reuse:
 			defer s.closeInstance() // its memory goes back with the shell
 		}
+	}
+	if s.needsInit {
+		s.needsInit = false
 		if m.start {
 			if _, err := s.call(s.call0, slotStart); err != nil {
 				return End{Err: m.classify(ctx, r, err, "start function: ")}

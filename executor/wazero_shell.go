@@ -7,6 +7,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/chimera-fabric/fabric/executor/internal/instrument"
 )
@@ -48,8 +49,19 @@ type shell struct {
 	stack [1]uint64
 
 	// guest is the instance; a shell keeps it between runs only for a
-	// module compiled with ReuseInstances.
+	// module compiled with ReuseInstances or whose instances are reset.
 	guest api.Module
+	// needsInit says the instance's start function and _initialize are
+	// still to be called: it was just made, or reset.
+	needsInit bool
+	// resettable says snapshot recorded what resetInstance restores:
+	// the instance's mutable globals and their values after
+	// instantiation.
+	resettable  bool
+	globals     []api.MutableGlobal
+	globalsInit []uint64
+	// wallReads and monoReads are the fake clocks' readings so far.
+	wallReads, monoReads int64
 }
 
 // newShell makes a shell of m, instantiating the trampoline.
@@ -68,6 +80,9 @@ func (m *wazeroModule) newShell() (*shell, error) {
 	}
 	if m.clock {
 		cfg = cfg.WithNanosleep(func(ns int64) { s.run.nanosleep(ns) })
+	} else {
+		cfg = cfg.WithWalltime(s.fakeWalltime, sys.ClockResolution(time.Microsecond)).
+			WithNanotime(s.fakeNanotime, sys.ClockResolution(time.Nanosecond))
 	}
 	s.cfg = cfg
 	ctx := experimental.WithImportResolver((*shellCtx)(s), func(name string) api.Module {
@@ -94,6 +109,8 @@ func (s *shell) closeInstance() {
 		_ = s.guest.Close(context.Background())
 		s.guest = nil
 	}
+	clear(s.globals)
+	s.globals, s.resettable = s.globals[:0], false
 }
 
 // closeGuest closes the shell's instance, if any, and hands its memory back.
@@ -136,8 +153,8 @@ func (m *wazeroModule) putShell(s *shell) {
 }
 
 // getIdle returns the most recently used idle instance (in its shell) of a
-// module compiled with ReuseInstances whose memory fits within limit, or
-// nil. Idle instances over limit are closed on the way.
+// module compiled with ReuseInstances, or reset, whose memory fits within
+// limit, or nil. Idle instances over limit are closed on the way.
 func (m *wazeroModule) getIdle(limit uint64) *shell {
 	var over []*shell
 	defer func() {

@@ -38,6 +38,14 @@ func TestWazeroConformance(t *testing.T) {
 	})
 }
 
+// TestWazeroConformanceFresh runs the suite with instance reset off: every
+// task instantiates its module anew.
+func TestWazeroConformanceFresh(t *testing.T) {
+	enginetest.Run(t, func(t *testing.T) executor.Engine {
+		return newWazero(t, executor.WazeroOptions{MaxMemoryBytes: 256 << 20, FreshInstances: true})
+	})
+}
+
 func TestWazeroOptions(t *testing.T) {
 	for _, c := range []struct {
 		opts executor.WazeroOptions
