@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"runtime"
@@ -76,10 +77,11 @@ type writer struct {
 }
 
 type writerStmts struct {
-	insertTask, insertInput, taskByKey, updateTask, taskState, claim, claimKnown    *sql.Stmt
-	claimFinish, progressOf, requeue, putAgent, deleteAgent, setMeta, begin, commit *sql.Stmt
-	updateKnown, claimFinishKnown                                                   *sql.Stmt
-	insertEvents                                                                    [len(eventChunks)]*sql.Stmt
+	taskByKey, updateTask, taskState, claim, claimFinish, progressOf, requeue, putAgent, deleteAgent, setMeta *sql.Stmt
+
+	// The writes of every task's life (rawStmt).
+	insertTask, insertInput, claimKnown, begin, commit, updateKnown, claimFinishKnown *rawStmt
+	insertEvents                                                                      [len(eventChunks)]*rawStmt
 }
 
 // writeOp is one caller's write. run executes inside the writer's
@@ -153,12 +155,44 @@ func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Lo
 		*dst = s
 		return nil
 	}
+	prepRaw := func(dst **rawStmt, q string) error {
+		s, err := prepareRaw(ctx, conn, q)
+		*dst = s
+		return err
+	}
 	for _, p := range []struct {
-		dst **sql.Stmt
+		dst **rawStmt
 		q   string
 	}{
 		{&w.stmts.insertTask, insertTaskSQL},
 		{&w.stmts.insertInput, `INSERT INTO task_inputs (queue_seq, input) VALUES (?, ?)`},
+		// As updateTask and claimFinish, for a caller whose record names the
+		// row (QueueSeq): no index to search, nothing to return.
+		{&w.stmts.updateKnown, `UPDATE tasks SET ` + mutableSet + `
+			WHERE queue_seq = ? AND task_id = ? AND agent = ? AND state = ? AND (state <> 'running' OR started_at IS ?)`},
+		{&w.stmts.claimFinishKnown, `UPDATE tasks SET ` + mutableSet + `
+			WHERE queue_seq = ? AND task_id = ? AND agent = ? AND state IN ('queued', 'retrying') AND attempt = ?`},
+		{&w.stmts.begin, `BEGIN IMMEDIATE`},
+		{&w.stmts.commit, `COMMIT`},
+		{&w.stmts.claimKnown, `UPDATE tasks SET state = 'running', attempt = attempt + 1, started_at = ?, ready_at = 0,
+			next_attempt_at = NULL WHERE queue_seq = ? AND attempt = ? AND state IN ('queued', 'retrying')`},
+	} {
+		if err := prepRaw(p.dst, p.q); err != nil {
+			w.closeStmts()
+			return nil, err
+		}
+	}
+	for i, n := range eventChunks {
+		q := insertEventSQL + strings.Repeat(", (?, ?, ?, ?, ?)", n-1)
+		if err := prepRaw(&w.stmts.insertEvents[i], q); err != nil {
+			w.closeStmts()
+			return nil, err
+		}
+	}
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{
 		{&w.stmts.taskByKey, `SELECT ` + taskCols + ` FROM tasks WHERE idempotency_key = ?`},
 		{&w.stmts.updateTask, `UPDATE tasks SET priority = ?, state = ?, attempt = ?, max_retries = ?, timeout_ms = ?,
 			started_at = ?, finished_at = ?, next_attempt_at = ?, ready_at = ?, labels = ?, result = ?, error = ?,
@@ -168,19 +202,9 @@ func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Lo
 			started_at = ?, finished_at = ?, next_attempt_at = ?, ready_at = ?, labels = ?, result = ?, error = ?,
 			attempt_errors = ?, done_at = ?
 			WHERE task_id = ? AND state IN ('queued', 'retrying') AND attempt = ? RETURNING queue_seq, agent`},
-		// As updateTask and claimFinish, for a caller whose record names the
-		// row (QueueSeq): no index to search, nothing to return.
-		{&w.stmts.updateKnown, `UPDATE tasks SET ` + mutableSet + `
-			WHERE queue_seq = ? AND task_id = ? AND agent = ? AND state = ? AND (state <> 'running' OR started_at IS ?)`},
-		{&w.stmts.claimFinishKnown, `UPDATE tasks SET ` + mutableSet + `
-			WHERE queue_seq = ? AND task_id = ? AND agent = ? AND state IN ('queued', 'retrying') AND attempt = ?`},
-		{&w.stmts.begin, `BEGIN IMMEDIATE`},
-		{&w.stmts.commit, `COMMIT`},
 		{&w.stmts.taskState, `SELECT state FROM tasks WHERE task_id = ?`},
 		{&w.stmts.claim, `UPDATE tasks SET state = 'running', attempt = attempt + 1, started_at = ?, ready_at = 0,
 			next_attempt_at = NULL WHERE queue_seq = ? AND state IN ('queued', 'retrying') RETURNING ` + taskCols},
-		{&w.stmts.claimKnown, `UPDATE tasks SET state = 'running', attempt = attempt + 1, started_at = ?, ready_at = 0,
-			next_attempt_at = NULL WHERE queue_seq = ? AND attempt = ? AND state IN ('queued', 'retrying')`},
 		{&w.stmts.progressOf, `SELECT state, attempt, agent, queue_seq FROM tasks WHERE task_id = ?`},
 		{&w.stmts.requeue, `UPDATE tasks SET state = 'queued', ready_at = 0, next_attempt_at = NULL WHERE queue_seq = ? AND state = 'running'`},
 		{&w.stmts.putAgent, `INSERT OR REPLACE INTO agents (name, digest, abi, entry, size, capabilities, limits, registered_at, module, reuse_instances)
@@ -189,13 +213,6 @@ func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Lo
 		{&w.stmts.setMeta, `UPDATE meta SET value = ? WHERE key = ?`},
 	} {
 		if err := prep(p.dst, p.q); err != nil {
-			w.closeStmts()
-			return nil, err
-		}
-	}
-	for i, n := range eventChunks {
-		q := insertEventSQL + strings.Repeat(", (?, ?, ?, ?, ?)", n-1)
-		if err := prep(&w.stmts.insertEvents[i], q); err != nil {
 			w.closeStmts()
 			return nil, err
 		}
@@ -585,9 +602,14 @@ func (w *writer) stop() {
 }
 
 func (w *writer) closeStmts() {
-	stmts := []*sql.Stmt{w.stmts.insertTask, w.stmts.insertInput, w.stmts.taskByKey, w.stmts.updateTask,
-		w.stmts.taskState, w.stmts.claim, w.stmts.claimKnown, w.stmts.claimFinish, w.stmts.begin, w.stmts.commit, w.stmts.updateKnown, w.stmts.claimFinishKnown, w.stmts.progressOf, w.stmts.requeue, w.stmts.putAgent, w.stmts.deleteAgent, w.stmts.setMeta}
-	for _, s := range append(stmts, w.stmts.insertEvents[:]...) {
+	for _, s := range []*sql.Stmt{w.stmts.taskByKey, w.stmts.updateTask, w.stmts.taskState, w.stmts.claim, w.stmts.claimFinish,
+		w.stmts.progressOf, w.stmts.requeue, w.stmts.putAgent, w.stmts.deleteAgent, w.stmts.setMeta} {
+		if s != nil {
+			s.Close()
+		}
+	}
+	for _, s := range append([]*rawStmt{w.stmts.insertTask, w.stmts.insertInput, w.stmts.claimKnown, w.stmts.begin, w.stmts.commit,
+		w.stmts.updateKnown, w.stmts.claimFinishKnown}, w.stmts.insertEvents[:]...) {
 		if s != nil {
 			s.Close()
 		}
@@ -707,7 +729,7 @@ func (w *writer) updateTask(t *TaskRecord, expect protocol.State, m *mutable, ev
 		args := []any{int64(t.Priority), string(t.State), int64(t.Attempt), int64(t.MaxRetries), t.TimeoutMs,
 			m.started, m.finished, m.next, m.readyAt, m.labels, m.result, m.terr, m.attemptErrs, m.doneAt,
 			t.QueueSeq, t.TaskID, t.Agent}
-		var res sql.Result
+		var res driver.Result
 		var err error
 		if merged {
 			res, err = w.stmts.claimFinishKnown.Exec(append(args, int64(t.Attempt-1))...)
