@@ -248,15 +248,22 @@ type response struct {
 // result once more (json.RawMessage is compacted), and the id is the valid
 // JSON the client sent.
 func encodeResult(id json.RawMessage, result any) []byte {
-	b, err := json.Marshal(result)
-	if err != nil {
-		return encodeError(id, protocol.Errorf(protocol.ErrInternal, "encoding the result: %v", err))
-	}
 	if id == nil {
 		id = nullID
 	}
 	const head, mid = `{"jsonrpc":"2.0","id":`, `,"result":`
-	msg := make([]byte, 0, len(head)+len(id)+len(mid)+len(b)+1)
+	msg := make([]byte, 0, 512)
+	msg = append(msg, head...)
+	msg = append(msg, id...)
+	msg = append(msg, mid...)
+	if out, ok := appendResult(msg, result); ok {
+		return append(out, '}')
+	}
+	b, err := json.Marshal(result)
+	if err != nil {
+		return encodeError(id, protocol.Errorf(protocol.ErrInternal, "encoding the result: %v", err))
+	}
+	msg = make([]byte, 0, len(head)+len(id)+len(mid)+len(b)+1)
 	msg = append(msg, head...)
 	msg = append(msg, id...)
 	msg = append(msg, mid...)
@@ -284,7 +291,16 @@ type notificationMsg struct {
 }
 
 // encodeNotification encodes a server-to-client notification.
+// The params of a task.event are appended (encode.go); the rest go through
+// json.Marshal.
 func encodeNotification(method string, params any) ([]byte, error) {
+	msg := make([]byte, 0, 512)
+	msg = append(msg, `{"jsonrpc":"2.0","method":`...)
+	msg = appendString(msg, method)
+	msg = append(msg, `,"params":`...)
+	if out, ok := appendResult(msg, params); ok {
+		return append(out, '}'), nil
+	}
 	return json.Marshal(notificationMsg{JSONRPC: "2.0", Method: method, Params: params})
 }
 
