@@ -269,3 +269,50 @@ func TestMemImage(t *testing.T) {
 		t.Fatalf("an all-zero image: runs %+v, restored %x", empty.runs, mem)
 	}
 }
+
+// TestResetAgents runs every test agent's tasks on a resetting engine and on
+// a fresh one: the same outcomes, task after task, whether the agent is
+// reset or not.
+func TestResetAgents(t *testing.T) {
+	ctx := context.Background()
+	paths, _ := filepath.Glob("../testdata/agents/*.wasm")
+	own, _ := filepath.Glob("testdata/agents/*.wasm")
+	paths = append(paths, own...)
+	if len(paths) < 20 {
+		t.Fatalf("%d test agents; want the conformance suite's and this package's", len(paths))
+	}
+	opts := WazeroOptions{MaxMemoryBytes: 16 << 20}
+	reset := reuseEngine(t, opts)
+	opts.FreshInstances = true
+	fresh := reuseEngine(t, opts)
+	resets := 0
+	for _, p := range paths {
+		spec := ModuleSpec{Name: filepath.Base(p), Wasm: testAgent(t, p)}
+		rm, rerr := reset.Compile(ctx, spec)
+		fm, ferr := fresh.Compile(ctx, spec)
+		if (rerr == nil) != (ferr == nil) {
+			t.Fatalf("%s: Compile: %v; fresh %v", p, rerr, ferr)
+		}
+		if rerr != nil {
+			continue
+		}
+		for i, input := range []string{"hello", "", "n", "hello", "x", "hello"} {
+			in := reuseInv(input)
+			in.Timeout = 20 * time.Millisecond
+			in.MemoryLimitBytes = 8 << 20
+			got, want := rm.Run(ctx, in), fm.Run(ctx, in)
+			if got.Err != nil && got.Err.Code == protocol.CodeTimeout && want.Err != nil && want.Err.Code == protocol.CodeTimeout {
+				continue // a guest that loops: where it stopped is the clock's business
+			}
+			if got.Instantiate == 0 {
+				resets++
+			}
+			sameOutcome(t, fmt.Sprintf("%s task %d", filepath.Base(p), i), got, want)
+		}
+		_ = rm.Close(ctx)
+		_ = fm.Close(ctx)
+	}
+	if resets == 0 {
+		t.Fatal("no task ran in a reset instance")
+	}
+}

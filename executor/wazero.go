@@ -367,6 +367,11 @@ func (e *Wazero) Compile(ctx context.Context, spec ModuleSpec) (mod Module, err 
 		cfg = cfg.WithRandSource(rand.Reader)
 	}
 	m.cfg = cfg
+	if m.reset {
+		e.log.Debug().Str("agent", spec.Name).Msg("instances are reset in place between tasks")
+	} else {
+		e.log.Debug().Str("agent", spec.Name).Str("why", reset).Msg("every task gets a new instance")
+	}
 	e.mu.Lock()
 	e.modules[m] = struct{}{}
 	e.mu.Unlock()

@@ -2,6 +2,7 @@ package enginetest
 
 import (
 	"bytes"
+	"context"
 	"math"
 	"reflect"
 	"strings"
@@ -202,6 +203,31 @@ func (s *suite) testIsolation(t *testing.T) {
 		m := s.compile(t, "counter", executor.ModuleSpec{})
 		for i := 0; i < 3; i++ {
 			wantOK(t, run(t, m, inv("")), "g=1 m=1")
+		}
+	})
+	t.Run("sequential after every ending", func(t *testing.T) {
+		// Without ReuseInstances every task sees a fresh instance, however
+		// the one before it ended (an engine may reset an instance in
+		// place, which must look the same).
+		m, err := s.eng.Compile(t.Context(), executor.ModuleSpec{Name: "stateful", Wasm: StatefulAgent(t)})
+		if err != nil {
+			t.Fatalf("Compile(stateful): %v", err)
+		}
+		t.Cleanup(func() { _ = m.Close(context.Background()) })
+		for _, c := range []struct{ input, code, output string }{
+			{"n", "", "g=1 m=1 p=1"}, {"n", "", "g=1 m=1 p=1"},
+			{"e", protocol.CodeAgentError, ""}, {"n", "", "g=1 m=1 p=1"},
+			{"r", protocol.CodeAgentError, ""}, {"n", "", "g=1 m=1 p=1"},
+			{"t", protocol.CodeTrap, ""}, {"n", "", "g=1 m=1 p=1"},
+			{"g", "", "g=1 m=1 p=33"}, {"n", "", "g=1 m=1 p=1"},
+			{"x", "", ""}, {"n", "", "g=1 m=1 p=1"},
+		} {
+			out := run(t, m, inv(c.input))
+			if c.code != "" {
+				wantErr(t, out, c.code)
+			} else if c.output != "" {
+				wantOK(t, out, c.output)
+			}
 		}
 	})
 	t.Run("counter concurrent", func(t *testing.T) {
