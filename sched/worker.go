@@ -25,14 +25,16 @@ type runningTask struct {
 	announced chan struct{}
 	prev      chan struct{} // announced of the worker's previous task
 	after     chan struct{} // the held event that made the task waiting (holdEvents), if any
-	// ended carries the end of the run from the worker to follow.
-	ended chan ending
+	// ended tells follow that the run is over: end holds how.
+	ended chan struct{}
+	end   ending
 
-	mu       sync.Mutex // orders progress events before the final one
-	progress float64    // latest reported, guarded by mu
-	sent     float64    // latest stored, guarded by mu
-	done     bool       // the final event is written, guarded by mu
-	rec      *store.TaskRecord
+	mu       sync.Mutex        // orders progress events before the final one
+	progress float64           // latest reported, guarded by mu
+	sent     float64           // latest stored, guarded by mu
+	done     bool              // the final event is written, guarded by mu
+	rec      *store.TaskRecord // the task as claimed: &task
+	task     store.TaskRecord
 }
 
 // ending is how a run ended: its outcome to record, or a shutdown that
@@ -101,11 +103,12 @@ func (s *Scheduler) idle(ctx context.Context, d time.Duration) bool {
 // store's writer commits this one's writes with others. runTask returns the
 // task's announced.
 func (s *Scheduler) runTask(ctx context.Context, t store.TaskRecord, started *store.Pending, prev chan struct{}) chan struct{} {
-	log := s.log.With().Str("task_id", t.TaskID).Str("agent", t.Agent).Int("attempt", t.Attempt).Logger()
 	runCtx, cancel := context.WithCancelCause(s.runCtx)
 	defer cancel(nil)
-	rt := &runningTask{cancel: cancel, rec: &t, progress: -1, sent: -1,
-		announced: make(chan struct{}), prev: prev, ended: make(chan ending, 1)}
+	rt := &runningTask{cancel: cancel, task: t, progress: -1, sent: -1,
+		announced: make(chan struct{}), prev: prev, ended: make(chan struct{}, 1)}
+	rt.rec = &rt.task
+	tp := rt.rec
 	// Registered before it is announced, so that whoever hears of it can
 	// cancel it.
 	s.mu.Lock()
@@ -124,7 +127,7 @@ func (s *Scheduler) runTask(ctx context.Context, t store.TaskRecord, started *st
 		out = executor.Outcome{Err: protocol.NewTaskError(protocol.CodeAgentMissing, "agent %q is not registered", t.Agent)}
 	} else {
 		e.stats.started()
-		out = s.execute(runCtx, e, &t, rt)
+		out = s.execute(runCtx, e, tp, rt)
 		s.release(e)
 	}
 
@@ -137,7 +140,8 @@ func (s *Scheduler) runTask(ctx context.Context, t store.TaskRecord, started *st
 	case errors.Is(cause, errClaimLost):
 		return rt.announced // follow records nothing
 	case errors.Is(cause, errShutdown):
-		rt.ended <- ending{requeue: true}
+		rt.end = ending{requeue: true}
+		rt.ended <- struct{}{}
 		return rt.announced
 	case errors.Is(cause, errCancel):
 		out.Err = protocol.NewTaskError(protocol.CodeCancelled, "cancelled by task.cancel while running")
@@ -146,12 +150,14 @@ func (s *Scheduler) runTask(ctx context.Context, t store.TaskRecord, started *st
 	rt.mu.Lock()
 	rt.done = true
 	rt.mu.Unlock()
-	rec := s.outcome(t, out)
-	rt.ended <- ending{rec: rec, out: out}
+	rt.end = ending{rec: s.outcome(*tp, out), out: out}
+	state := rt.end.rec.State
+	rt.ended <- struct{}{} // follow owns rt.end from here
 	if out.Err != nil {
-		log.Info().Str("code", out.Err.Code).Str("error", out.Err.Message).Str("state", string(rec.State)).Msg("task attempt failed")
-	} else {
-		log.Debug().Dur("duration", out.Duration).Msg("task succeeded")
+		s.log.Info().Str("task_id", tp.TaskID).Str("agent", tp.Agent).Int("attempt", tp.Attempt).
+			Str("code", out.Err.Code).Str("error", out.Err.Message).Str("state", string(state)).Msg("task attempt failed")
+	} else if l := s.log.Debug(); l.Enabled() {
+		l.Str("task_id", tp.TaskID).Str("agent", tp.Agent).Int("attempt", tp.Attempt).Dur("duration", out.Duration).Msg("task succeeded")
 	}
 	return rt.announced
 }
@@ -202,7 +208,6 @@ func (s *Scheduler) execute(ctx context.Context, e *agentEntry, t *store.TaskRec
 // commits are then announced in order.
 func (s *Scheduler) follow(ctx context.Context, rt *runningTask, started *store.Pending) {
 	defer s.wg.Done()
-	var end ending
 	announced := false
 	select {
 	case <-started.Done():
@@ -210,9 +215,10 @@ func (s *Scheduler) follow(ctx context.Context, rt *runningTask, started *store.
 			return
 		}
 		announced = true
-		end = <-rt.ended
-	case end = <-rt.ended:
+		<-rt.ended
+	case <-rt.ended:
 	}
+	end := &rt.end
 	if end.requeue {
 		if announced || s.announce(rt, started) {
 			s.requeue(ctx, rt)
@@ -221,13 +227,13 @@ func (s *Scheduler) follow(ctx context.Context, rt *runningTask, started *store.
 	}
 
 	id := rt.rec.TaskID
-	rec := end.rec
+	rec := &end.rec
 	if rec.State == protocol.StateRetrying {
 		// The retry can be claimed as soon as it is written.
 		held := s.holdEvents(id)
 		defer s.releaseEvents(id, held)
 	}
-	ev, err := s.st.UpdateTask(ctx, rec, protocol.StateRunning)
+	ev, err := s.st.UpdateTask(ctx, *rec, protocol.StateRunning)
 	if !announced && !s.announce(rt, started) {
 		if err == nil {
 			s.storeFailed(fmt.Errorf("task %s: an outcome was recorded for a claim that was not", id))
@@ -243,7 +249,7 @@ func (s *Scheduler) follow(ctx context.Context, rt *runningTask, started *store.
 		s.depth[rec.Priority].Add(1)
 		s.poke() // an idle worker re-arms its timer for the retry
 	}
-	s.finished(&rec, &end.out)
+	s.finished(rec, &end.out)
 	if rec.State.Terminal() {
 		s.wakeWaiters(id, &rec.Task)
 	}
