@@ -27,10 +27,10 @@ func DecodeParams(raw json.RawMessage, v any) error {
 	if raw[0] != '{' {
 		return Errorf(ErrInvalidParams, "params: want an object of named parameters; got %s", jsonKind(raw))
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return paramsError(err)
+	if f, ok := v.(fastDecoder); !ok || !f.decodeFast(raw) {
+		if err := decodeStrict(raw, v); err != nil {
+			return err
+		}
 	}
 	if val, ok := v.(Validator); ok {
 		if err := val.Validate(); err != nil {
@@ -40,6 +40,17 @@ func DecodeParams(raw json.RawMessage, v any) error {
 			}
 			return Errorf(ErrInvalidParams, "%v", err)
 		}
+	}
+	return nil
+}
+
+// decodeStrict is DecodeParams' decoding by json.Decoder, which refuses
+// unknown fields and names what was wrong.
+func decodeStrict(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return paramsError(err)
 	}
 	return nil
 }
