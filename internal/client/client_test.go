@@ -448,3 +448,24 @@ func TestWriteTimeout(t *testing.T) {
 		t.Fatalf("a call after: got %v, want ErrClosed", err)
 	}
 }
+
+// encodeRequest writes what json.Marshal of the request gives.
+func TestEncodeRequestSameAsJSON(t *testing.T) {
+	type odd struct {
+		A string  `json:"a"`
+		B *string `json:"b,omitempty"`
+	}
+	for _, method := range []string{"task.submit", "we<ird", "é", `q"uote`} {
+		for _, params := range []any{nil, json.RawMessage(`{"agent":"echo","input":{}}`), json.RawMessage(` { "a" : 1 } `),
+			json.RawMessage(`"<b>"`), json.RawMessage(nil), json.RawMessage(`{"bad":`), protocol.WaitParams{TaskID: "t-1"},
+			(*protocol.WaitParams)(nil), odd{A: "x&y"}, map[string]int{"b": 2, "a": 1}, []int{1, 2}, make(chan int)} {
+			for _, id := range []uint64{0, 1, 1 << 63} {
+				want, wantErr := json.Marshal(request{JSONRPC: "2.0", ID: id, Method: method, Params: params})
+				got, err := encodeRequest(id, method, params)
+				if (err != nil) != (wantErr != nil) || err == nil && string(got) != string(want) {
+					t.Fatalf("%q %#v id %d:\nencodeRequest %s %v\njson.Marshal  %s %v", method, params, id, got, err, want, wantErr)
+				}
+			}
+		}
+	}
+}

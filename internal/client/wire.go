@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/chimera-fabric/fabric/internal/jsonscan"
 	"github.com/chimera-fabric/fabric/protocol"
@@ -49,12 +50,61 @@ type reply struct {
 	err    error
 }
 
+// encodeRequest encodes what json.Marshal of a request gives, without
+// encoding the envelope by reflection: params already encoded (a
+// json.RawMessage with nothing to compact or escape, as the load generator
+// sends them) are copied once checked, the rest go through json.Marshal.
 func encodeRequest(id uint64, method string, params any) ([]byte, error) {
-	b, err := json.Marshal(request{JSONRPC: "2.0", ID: id, Method: method, Params: params})
-	if err != nil {
-		return nil, fmt.Errorf("%s: encoding params: %w", method, err)
+	raw, pre := params.(json.RawMessage)
+	if !plainName(method) || pre && !plainJSON(raw) {
+		b, err := json.Marshal(request{JSONRPC: "2.0", ID: id, Method: method, Params: params})
+		if err != nil {
+			return nil, fmt.Errorf("%s: encoding params: %w", method, err)
+		}
+		return b, nil
 	}
-	return b, nil
+	if params != nil && !pre {
+		var err error
+		if raw, err = json.Marshal(params); err != nil {
+			return nil, fmt.Errorf("%s: encoding params: %w", method, err)
+		}
+	}
+	b := make([]byte, 0, 48+len(method)+len(raw))
+	b = append(b, `{"jsonrpc":"2.0",`...)
+	if id != 0 {
+		b = append(b, `"id":`...)
+		b = strconv.AppendUint(b, id, 10)
+		b = append(b, ',')
+	}
+	b = append(b, `"method":"`...)
+	b = append(b, method...)
+	b = append(b, '"')
+	if params != nil {
+		b = append(b, `,"params":`...)
+		b = append(b, raw...)
+	}
+	return append(b, '}'), nil
+}
+
+// plainName: a method name json.Marshal writes as it is.
+func plainName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// plainJSON: valid JSON that json.Marshal copies as it is (no whitespace to
+// compact, no HTML characters or U+2028/2029 to escape).
+func plainJSON(raw []byte) bool {
+	for _, c := range raw {
+		if c <= ' ' || c == '<' || c == '>' || c == '&' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return json.Valid(raw)
 }
 
 // decodeMessage decodes one WebSocket message: an object, or an array of

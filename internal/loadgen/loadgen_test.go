@@ -321,3 +321,31 @@ func TestRunInterrupted(t *testing.T) {
 		t.Errorf("%+v; want an interrupted run of > 100 ops", rep)
 	}
 }
+
+// The answers' members the run reads, and task.wait's params, as
+// encoding/json has them.
+func TestAnswersAndWaitParams(t *testing.T) {
+	id, sub, err := submitAnswer(json.RawMessage(`{"task_id":"t-1","state":"queued","created":true,"subscription_id":"s\u002d1"}`))
+	if err != nil || id != "t-1" || sub != "s-1" {
+		t.Fatalf("submitAnswer: %q %q %v", id, sub, err)
+	}
+	if _, _, err := submitAnswer(json.RawMessage(`{"state":"queued"}`)); err == nil {
+		t.Fatal("submitAnswer without task_id: want an error")
+	}
+	e, err := waitAnswer(json.RawMessage(`{"task_id":"t","state":"failed","result":{"output":{"state":"x"}},"error":{"code":"trap","message":"m"}}`))
+	if err != nil || e.state != protocol.StateFailed || e.code != "trap" {
+		t.Fatalf("waitAnswer: %+v %v", e, err)
+	}
+	if e, err := waitAnswer(json.RawMessage(`{"state":"running"}`)); err != nil || e.state.Terminal() || e.code != "" {
+		t.Fatalf("waitAnswer of a running task: %+v %v", e, err)
+	}
+	if _, err := waitAnswer(json.RawMessage(`{"state":"done"}`)); err == nil {
+		t.Fatal("waitAnswer of an unknown state: want an error")
+	}
+	for _, id := range []string{"0193f5a2-7c4e-7d3a-9c1b-2f4e5a6b7c8d", `q"uote`, "<&>", "é", "tab\t"} {
+		want, _ := json.Marshal(protocol.WaitParams{TaskID: id})
+		if got := waitParams(id); string(got) != string(want) {
+			t.Errorf("waitParams(%q) = %s; want %s", id, got, want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chimera-fabric/fabric/internal/client"
+	"github.com/chimera-fabric/fabric/internal/jsonscan"
 	"github.com/chimera-fabric/fabric/protocol"
 )
 
@@ -134,17 +135,60 @@ type task struct {
 	subID  string
 }
 
-// submitResult and waitResult are the parts of the answers the run reads.
-type submitResult struct {
-	TaskID         string `json:"task_id"`
-	SubscriptionID string `json:"subscription_id"`
+// The answers of task.submit and task.wait are taken as they came
+// (json.RawMessage: the client has checked that the message is JSON) and
+// the run reads the members it needs with jsonscan, rather than having
+// json.Unmarshal scan a whole task into a struct of three fields.
+
+// submitAnswer reads a task.submit answer: the task id and subscription.
+func submitAnswer(raw json.RawMessage) (taskID, subID string, err error) {
+	for key, val := range jsonscan.Members(raw) {
+		switch string(key) {
+		case `"task_id"`:
+			taskID = jsonscan.String(val)
+		case `"subscription_id"`:
+			subID = jsonscan.String(val)
+		}
+	}
+	if taskID == "" {
+		return "", "", fmt.Errorf("task.submit: the answer has no task_id: %.80s", raw)
+	}
+	return taskID, subID, nil
 }
 
-type waitResult struct {
-	State protocol.State `json:"state"`
-	Error *struct {
-		Code string `json:"code"`
-	} `json:"error"`
+// waitParams encodes task.wait's params for the task id: by hand for an id
+// of plain characters (a UUID), by json.Marshal otherwise.
+func waitParams(id string) json.RawMessage {
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < ' ' || c > '~' || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(protocol.WaitParams{TaskID: id})
+			return b
+		}
+	}
+	return json.RawMessage(`{"task_id":"` + id + `"}`)
+}
+
+// waitAnswer reads a task.wait answer: the task's state, and its error's
+// code when it has one.
+func waitAnswer(raw json.RawMessage) (taskEnd, error) {
+	var e taskEnd
+	for key, val := range jsonscan.Members(raw) {
+		switch string(key) {
+		case `"state"`:
+			e.state = protocol.State(jsonscan.String(val))
+		case `"error"`:
+			e.code = ""
+			for k, v := range jsonscan.Members(val) {
+				if string(k) == `"code"` {
+					e.code = jsonscan.String(v)
+				}
+			}
+		}
+	}
+	if !e.state.Valid() {
+		return e, fmt.Errorf("task.wait: the answer has no valid state: %.80s", raw)
+	}
+	return e, nil
 }
 
 // calls runs method for each of items, as one call or one batch, retrying
@@ -232,17 +276,24 @@ func (r *run) end(t *task, e taskEnd) {
 
 // submit submits ts and returns those the server accepted.
 func (r *run) submit(ctx context.Context, rc *rpcConn, ts []*task) []*task {
-	res := make([]submitResult, len(ts))
+	res := make([]json.RawMessage, len(ts))
 	accepted := make([]bool, len(ts))
 	r.calls(ctx, rc, protocol.MethodTaskSubmit, len(ts),
 		func(i int) any { return json.RawMessage(ts[i].params) },
 		func(i int) any { return &res[i] },
-		func(i int) { accepted[i] = true },
+		func(i int) {
+			var err error
+			if ts[i].id, ts[i].subID, err = submitAnswer(res[i]); err != nil {
+				r.fail(err)
+				r.inFlight.Add(-1)
+				return
+			}
+			accepted[i] = true
+		},
 		func(i int, err error) { r.inFlight.Add(-1) })
 	var out []*task
 	for i, t := range ts {
 		if accepted[i] {
-			t.id, t.subID = res[i].TaskID, res[i].SubscriptionID
 			out = append(out, t)
 		}
 	}
@@ -258,21 +309,23 @@ func (r *run) submitWaitWorker(ctx context.Context, rc *rpcConn) {
 		}
 		ts := r.submit(ctx, rc, r.newTasks(n))
 		for len(ts) > 0 {
-			res := make([]waitResult, len(ts))
+			res := make([]json.RawMessage, len(ts))
 			var again []*task
 			r.calls(ctx, rc, protocol.MethodTaskWait, len(ts),
-				func(i int) any { return protocol.WaitParams{TaskID: ts[i].id} },
+				func(i int) any { return waitParams(ts[i].id) },
 				func(i int) any { return &res[i] },
 				func(i int) {
-					if !res[i].State.Terminal() {
+					e, err := waitAnswer(res[i])
+					switch {
+					case err != nil:
+						r.fail(err)
+						r.inFlight.Add(-1)
+						r.incomplete.Add(1)
+					case !e.state.Terminal():
 						again = append(again, ts[i]) // its wait timed out
-						return
+					default:
+						r.end(ts[i], e)
 					}
-					e := taskEnd{state: res[i].State}
-					if res[i].Error != nil {
-						e.code = res[i].Error.Code
-					}
-					r.end(ts[i], e)
 				},
 				func(i int, err error) {
 					r.inFlight.Add(-1)
