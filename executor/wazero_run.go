@@ -212,6 +212,13 @@ func apiTypes(ts []ValType) []api.ValueType {
 // high-water mark during the task, counting from its size when the task
 // began; the start function and _initialize run, in the task that creates
 // the instance, only once).
+//
+// Any other module whose instances are reset (see Wazero) runs the task in
+// an idle reset instance when there is one, or a new one, and after a task
+// that returned (with whatever result: an error_write or a non-zero return
+// is the agent's business, not a stop) resets it and keeps it idle; after
+// anything else, or if the task grew the memory, it is closed. Reset or
+// new, the task sees the same instance.
 func (m *wazeroModule) Run(ctx context.Context, inv Invocation) (out Outcome) {
 	start := time.Now()
 	r := runPool.Get().(*wazeroRun)
