@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/chimera-fabric/fabric/internal/jsonscan"
 	"github.com/chimera-fabric/fabric/protocol"
@@ -252,12 +253,18 @@ func encodeResult(id json.RawMessage, result any) []byte {
 		id = nullID
 	}
 	const head, mid = `{"jsonrpc":"2.0","id":`, `,"result":`
-	msg := make([]byte, 0, 512)
-	msg = append(msg, head...)
+	scratch := scratchPool.Get().(*[]byte)
+	msg := append((*scratch)[:0], head...)
 	msg = append(msg, id...)
 	msg = append(msg, mid...)
-	if out, ok := appendResult(msg, result); ok {
-		return append(out, '}')
+	msg, ok := appendResult(msg, result)
+	var out []byte
+	if ok {
+		out = bytes.Clone(append(msg, '}'))
+	}
+	putScratch(scratch, msg)
+	if ok {
+		return out
 	}
 	b, err := json.Marshal(result)
 	if err != nil {
@@ -294,14 +301,32 @@ type notificationMsg struct {
 // The params of a task.event are appended (encode.go); the rest go through
 // json.Marshal.
 func encodeNotification(method string, params any) ([]byte, error) {
-	msg := make([]byte, 0, 512)
-	msg = append(msg, `{"jsonrpc":"2.0","method":`...)
+	scratch := scratchPool.Get().(*[]byte)
+	msg := append((*scratch)[:0], `{"jsonrpc":"2.0","method":`...)
 	msg = appendString(msg, method)
 	msg = append(msg, `,"params":`...)
-	if out, ok := appendResult(msg, params); ok {
-		return append(out, '}'), nil
+	msg, ok := appendResult(msg, params)
+	var out []byte
+	if ok {
+		out = bytes.Clone(append(msg, '}'))
+	}
+	putScratch(scratch, msg)
+	if ok {
+		return out, nil
 	}
 	return json.Marshal(notificationMsg{JSONRPC: "2.0", Method: method, Params: params})
+}
+
+// scratchPool holds the buffers messages are appended in; each message is
+// then copied out at its size, so that an answer holds no more memory than
+// it needs (and a buffer grown by a large task is not kept).
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func putScratch(p *[]byte, b []byte) {
+	if cap(b) <= 64<<10 {
+		*p = b[:0]
+		scratchPool.Put(p)
+	}
 }
 
 func mustMarshal(v any) []byte {

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"io"
 	"net/http"
 	"strings"
 
@@ -127,13 +129,24 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 // wsTransport carries one JSON-RPC message or batch per text frame.
 type wsTransport struct {
 	c *websocket.Conn
+	// buf is where messages are read (by one reader at a time), then copied
+	// out at their size: coder/websocket's Read reads each into a buffer
+	// grown from 512 bytes, twice or more the size of a small request.
+	buf []byte
 }
+
+// keepReadBuf is the largest read buffer kept between messages; a larger
+// message (a module upload) is handed over as read, not copied.
+const keepReadBuf = 64 << 10
 
 // read and write use a context that is never cancelled: coder/websocket
 // closes the connection without a close frame when it is. The session ends
 // them with close.
 func (t *wsTransport) read() ([]byte, error) {
-	typ, data, err := t.c.Read(context.Background())
+	typ, r, err := t.c.Reader(context.Background())
+	if err == nil {
+		err = t.readAll(r)
+	}
 	if err != nil {
 		if websocket.CloseStatus(err) != -1 {
 			return nil, errPeerClosed
@@ -143,7 +156,34 @@ func (t *wsTransport) read() ([]byte, error) {
 	if typ != websocket.MessageText {
 		return nil, errBinaryFrame
 	}
-	return data, nil
+	if cap(t.buf) > keepReadBuf {
+		data := t.buf
+		t.buf = nil
+		return data, nil
+	}
+	return bytes.Clone(t.buf), nil
+}
+
+// readAll reads r to its end into t.buf.
+func (t *wsTransport) readAll(r io.Reader) error {
+	if t.buf == nil {
+		t.buf = make([]byte, 0, 1024)
+	}
+	b := t.buf[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			t.buf = b
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
 }
 
 func (t *wsTransport) write(msg []byte) error {
