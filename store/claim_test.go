@@ -210,7 +210,7 @@ func TestClaimAfterFailedBatch(t *testing.T) {
 	// fails, and a claim of tasks[0] handed over during the same batch.
 	b := tasks[1]
 	checkNewTask(&b, time.Now)
-	args, _ := insertArgs(&b)
+	args, _ := insertArgs(nil, &b)
 	rec, _ := recordOf(&b, args)
 	ev := EventFor(&b, b.CreatedAt)
 	payload, _ := encodeEvent(&ev)
@@ -497,7 +497,7 @@ func TestLogStartsOver(t *testing.T) {
 		tr.TaskID = fmt.Sprintf("c%d", n)
 		n++
 		checkNewTask(&tr, time.Now)
-		args, _ := insertArgs(&tr)
+		args, _ := insertArgs(nil, &tr)
 		ev := EventFor(&tr, tr.CreatedAt)
 		payload, _ := encodeEvent(&ev)
 		held, release := make(chan struct{}), make(chan struct{})

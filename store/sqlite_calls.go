@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/chimera-fabric/fabric/protocol"
@@ -109,56 +110,99 @@ func (s *SQLite) ListAgents(ctx context.Context) ([]AgentRecord, error) {
 	return out, rows.Err()
 }
 
+// createCall and updateCall hold what CreateTask and UpdateTask hand the
+// writer, in one pooled allocation per call instead of several: the task,
+// its encoded row and event, and the closure the writer runs.
+type createCall struct {
+	t       TaskRecord
+	args    []any
+	ev      protocol.TaskEvent
+	payload string
+	rec     *TaskRecord
+	found   *taskRow
+	run     func(w *writer) error
+}
+
+var createCalls = sync.Pool{New: func() any {
+	c := &createCall{}
+	c.run = func(w *writer) (err error) {
+		c.found, err = w.createTask(&c.t, c.args, &c.ev, c.payload, c.rec)
+		return err
+	}
+	return c
+}}
+
 func (s *SQLite) CreateTask(ctx context.Context, t TaskRecord) (TaskRecord, protocol.TaskEvent, bool, error) {
 	if err := checkNewTask(&t, time.Now); err != nil {
 		return TaskRecord{}, protocol.TaskEvent{}, false, err
 	}
-	args, err := insertArgs(&t)
+	c := createCalls.Get().(*createCall)
+	defer func() {
+		clear(c.args)
+		*c = createCall{args: c.args[:0], run: c.run}
+		createCalls.Put(c)
+	}()
+	c.t = t
+	var err error
+	c.args, err = insertArgs(c.args[:0], &c.t)
 	if err != nil {
 		return TaskRecord{}, protocol.TaskEvent{}, false, fmt.Errorf("store: encoding task %s: %w", t.TaskID, err)
 	}
-	ev := EventFor(&t, t.CreatedAt)
-	payload, err := encodeEvent(&ev)
-	if err != nil {
+	c.ev = EventFor(&c.t, c.t.CreatedAt)
+	if c.payload, err = encodeEvent(&c.ev); err != nil {
 		return TaskRecord{}, protocol.TaskEvent{}, false, err
 	}
 	// The record a claim will need, as a read would return it.
-	rec, err := recordOf(&t, args)
-	if err != nil {
+	if c.rec, err = recordOf(&c.t, c.args); err != nil {
 		return TaskRecord{}, protocol.TaskEvent{}, false, err
 	}
 	if err := s.enter(); err != nil {
 		return TaskRecord{}, protocol.TaskEvent{}, false, err
 	}
 	defer s.life.RUnlock()
-	var found *taskRow
 	// Named, so that the claims the writer holds back are not flushed for
 	// it (settleClaims).
-	err = s.sendFor(ctx, t.TaskID, opOther, 0, false, func(w *writer) (err error) {
-		found, err = w.createTask(&t, args, &ev, payload, rec)
-		return err
-	})
-	if err != nil {
+	if err := s.sendFor(ctx, t.TaskID, opOther, 0, false, c.run); err != nil {
 		return TaskRecord{}, protocol.TaskEvent{}, false, err
 	}
-	if found != nil {
-		old, err := s.withInput(context.WithoutCancel(ctx), found)
+	if c.found != nil {
+		old, err := s.withInput(context.WithoutCancel(ctx), c.found)
 		return old, protocol.TaskEvent{}, false, err
 	}
-	return t, ev, true, nil
+	return c.t, c.ev, true, nil
 }
+
+type updateCall struct {
+	t       TaskRecord
+	expect  protocol.State
+	m       mutable
+	ev      protocol.TaskEvent
+	payload string
+	run     func(w *writer) error
+}
+
+var updateCalls = sync.Pool{New: func() any {
+	u := &updateCall{}
+	u.run = func(w *writer) error { return w.updateTask(&u.t, u.expect, &u.m, &u.ev, u.payload, w.cur.took) }
+	return u
+}}
 
 func (s *SQLite) UpdateTask(ctx context.Context, t TaskRecord, expect protocol.State) (protocol.TaskEvent, error) {
 	if err := checkUpdate(&t, expect); err != nil {
 		return protocol.TaskEvent{}, err
 	}
-	m, err := mutableArgs(&t)
-	if err != nil {
+	u := updateCalls.Get().(*updateCall)
+	defer func() {
+		*u = updateCall{run: u.run}
+		updateCalls.Put(u)
+	}()
+	u.t, u.expect = t, expect
+	var err error
+	if u.m, err = mutableArgs(&u.t); err != nil {
 		return protocol.TaskEvent{}, fmt.Errorf("store: encoding task %s: %w", t.TaskID, err)
 	}
-	ev := EventFor(&t, updateEventAt(&t, time.Now))
-	payload, err := encodeUpdateEvent(&ev, &m)
-	if err != nil {
+	u.ev = EventFor(&u.t, updateEventAt(&u.t, time.Now))
+	if u.payload, err = encodeUpdateEvent(&u.ev, &u.m); err != nil {
 		return protocol.TaskEvent{}, err
 	}
 	if err := s.enter(); err != nil {
@@ -172,13 +216,10 @@ func (s *SQLite) UpdateTask(ctx context.Context, t TaskRecord, expect protocol.S
 			started = toNanos(*t.StartedAt)
 		}
 	}
-	err = s.sendFor(ctx, t.TaskID, kind, started, waiting(expect), func(w *writer) error {
-		return w.updateTask(&t, expect, &m, &ev, payload, w.cur.took)
-	})
-	if err != nil {
+	if err := s.sendFor(ctx, t.TaskID, kind, started, waiting(expect), u.run); err != nil {
 		return protocol.TaskEvent{}, err
 	}
-	return ev, nil
+	return u.ev, nil
 }
 
 func (s *SQLite) AppendProgress(ctx context.Context, taskID string, attempt int, progress float64, at time.Time) (protocol.TaskEvent, error) {

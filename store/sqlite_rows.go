@@ -114,9 +114,10 @@ func (r *taskRow) decode() (TaskRecord, error) {
 	return t, nil
 }
 
-// insertArgs are the values of taskCols for a new task, queue_seq first (the
-// writer fills it). A large input goes to task_inputs (inlineInput).
-func insertArgs(t *TaskRecord) ([]any, error) {
+// insertArgs appends to dst the values of taskCols for a new task,
+// queue_seq first (the writer fills it). A large input goes to task_inputs
+// (inlineInput).
+func insertArgs(dst []any, t *TaskRecord) ([]any, error) {
 	backoff, err := encodeWith(func(e *jsonEnc) { e.backoff(&t.Backoff) })
 	if err != nil {
 		return nil, err
@@ -137,9 +138,9 @@ func insertArgs(t *TaskRecord) ([]any, error) {
 	if inputInline(t.Input) {
 		input = nonNilBytes(t.Input)
 	}
-	return []any{nil, t.TaskID, t.Agent, int64(t.Priority), string(t.State), t.Attempt, t.MaxRetries, t.TimeoutMs,
+	return append(dst, nil, t.TaskID, t.Agent, int64(t.Priority), string(t.State), t.Attempt, t.MaxRetries, t.TimeoutMs,
 		toNanos(t.CreatedAt), mut.started, mut.finished, mut.next, mut.readyAt, key, t.ParamsHash,
-		t.InputIsJSON, backoff, quota, mut.labels, mut.result, mut.terr, mut.attemptErrs, input}, nil
+		t.InputIsJSON, backoff, quota, mut.labels, mut.result, mut.terr, mut.attemptErrs, input), nil
 }
 
 // keepInput is the largest input whose record the queue keeps for a

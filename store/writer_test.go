@@ -31,7 +31,7 @@ func TestWriterAbortReloads(t *testing.T) {
 
 	b := task("b")
 	checkNewTask(&b, time.Now)
-	args, _ := insertArgs(&b)
+	args, _ := insertArgs(nil, &b)
 	ev := EventFor(&b, b.CreatedAt)
 	payload, _ := encodeEvent(&ev)
 	err = s.write(ctx, func(w *writer) error {
@@ -113,7 +113,7 @@ func BenchmarkWriterCreate(b *testing.B) {
 		p.t = TaskRecord{Task: protocol.Task{TaskID: fmt.Sprintf("%016d", i), Agent: "echo", Priority: protocol.Priority(i % 5),
 			Labels: map[string]string{"batch": "nightly"}}, Input: []byte(`{"n":42}`)}
 		checkNewTask(&p.t, time.Now)
-		if p.args, err = insertArgs(&p.t); err != nil {
+		if p.args, err = insertArgs(nil, &p.t); err != nil {
 			b.Fatal(err)
 		}
 		p.ev = EventFor(&p.t, p.t.CreatedAt)
