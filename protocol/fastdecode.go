@@ -164,7 +164,7 @@ func (s *fastScan) raw() (json.RawMessage, bool) {
 	}
 	j := jsonscan.Skip(s.b, s.i)
 	v := s.b[s.i:j]
-	if !json.Valid(v) {
+	if !jsonscan.Valid(v) {
 		return nil, false
 	}
 	s.i = j

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/chimera-fabric/fabric/internal/jsonscan"
 	"github.com/chimera-fabric/fabric/protocol"
 )
 
@@ -351,7 +352,7 @@ func appendRaw(b []byte, raw json.RawMessage) (_ []byte, ok bool) {
 			break
 		}
 	}
-	if plain && json.Valid(raw) {
+	if plain && jsonscan.Valid(raw) {
 		return append(b, raw...), true
 	}
 	enc, err := json.Marshal(raw)

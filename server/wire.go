@@ -80,7 +80,7 @@ func parseMessage(data []byte) inbound {
 
 // checkJSON reports unparsable JSON as a parse error that says where.
 func checkJSON(data []byte) *protocol.Error {
-	if json.Valid(data) {
+	if jsonscan.Valid(data) {
 		return nil
 	}
 	var v json.RawMessage

@@ -104,7 +104,7 @@ func plainJSON(raw []byte) bool {
 			return false
 		}
 	}
-	return json.Valid(raw)
+	return jsonscan.Valid(raw)
 }
 
 // decodeMessage decodes one WebSocket message: an object, or an array of
@@ -116,7 +116,7 @@ func decodeMessage(data []byte) ([]incoming, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("empty message; want a JSON-RPC object or array")
 	}
-	if !json.Valid(data) {
+	if !jsonscan.Valid(data) {
 		var v any
 		err := json.Unmarshal(data, &v) // says what is wrong, and where
 		return nil, fmt.Errorf("undecodable message: %v", err)
