@@ -117,3 +117,12 @@ func BenchmarkValid(b *testing.B) {
 		}
 	})
 }
+
+func BenchmarkMembers(b *testing.B) {
+	msg := []byte(`{"jsonrpc":"2.0","id":12,"result":{"task_id":"0193f5a2-7c4e-7d3a-9c1b-2f4e5a6b7c8d","agent":"echo","priority":"normal","state":"succeeded","attempt":1,"max_retries":3,"labels":{},"created_at":"2026-11-26T03:41:23.160165827Z","started_at":"2026-11-26T03:41:23.160265827Z","finished_at":"2026-11-26T03:41:23.160365827Z","result":{"output":{},"usage":{"cpu_seconds":0.000012,"memory_peak_mb":1.0625,"network_tx_bytes":0,"network_rx_bytes":0,"disk_io_ops":0,"gpu_utilization":null},"kpis":{},"logs":[],"duration_ms":0.021},"timeout_ms":30000}}`)
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		for range Members(msg) {
+		}
+	}
+}
