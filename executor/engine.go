@@ -101,8 +101,11 @@ type Outcome struct {
 	KPIs          map[string]float64
 	Usage         protocol.ResourceUsage
 	Duration      time.Duration
-	// Instantiate is how long creating the sandbox instance took; 0 when
-	// the engine does not measure it.
+	// Instantiate is how long making the task's sandbox instance took:
+	// instantiating the module, or resetting an instance in place to the
+	// same state (wazero; measured when the reset was made, after the
+	// instance's previous task); 0 when the engine does not measure it or
+	// the instance was reused (ReuseInstances).
 	Instantiate time.Duration
 	Err         *protocol.TaskError // nil on success
 }

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -143,6 +144,8 @@ func (s *shell) resetInstance() bool {
 	if !s.resettable || img == nil || s.guest == nil || s.guest.IsClosed() || s.mem.failed != nil || s.mem.size != img.size {
 		return false
 	}
+	began := time.Now()
+	defer func() { s.resetTook = max(time.Since(began), 1) }() // measured: never 0
 	if img.size > 0 {
 		img.restore(s.mem.region.b[:img.size])
 	}

@@ -349,7 +349,8 @@ type End struct {
 	MemoryLimitBytes uint64
 	Usage            protocol.ResourceUsage
 	Duration         time.Duration
-	// Instantiate is how long creating the instance took (0: not measured).
+	// Instantiate is how long making the instance took, by instantiating
+	// or resetting (0: not measured, or reused).
 	Instantiate time.Duration
 }
 

@@ -464,6 +464,9 @@ type wazeroModule struct {
 	reset    bool
 	notReset string
 	globals  []string // the exports of the mutable globals, for reset
+	// instances counts the instances made (for tests: how many tasks ran
+	// in a new instance rather than a reset one).
+	instances atomic.Int64
 	// image is the linear memory instantiation makes (taken from the
 	// first instance), for reset.
 	image atomic.Pointer[memImage]

@@ -36,7 +36,7 @@ type wazeroRun struct {
 	// its next call into the host (its yield, at the latest) once ctx or the
 	// engine's closing context is done.
 	ctx         context.Context
-	instantiate time.Duration // how long InstantiateModule took (0: reused)
+	instantiate time.Duration // how long InstantiateModule or the instance's reset took (0: reused)
 	rand        SeededRand
 	stdin       bytes.Reader
 	stdout      stopWriter
@@ -256,7 +256,9 @@ func (m *wazeroModule) Run(ctx context.Context, inv Invocation) (out Outcome) {
 
 	var s *shell
 	if m.reuse || m.reset {
-		s = m.getIdle(limit)
+		if s = m.getIdle(limit); s != nil && m.reset {
+			r.instantiate = s.resetTook
+		}
 	}
 	if s == nil {
 		var err error
@@ -341,6 +343,7 @@ func (m *wazeroModule) call(ctx context.Context, s *shell, r *wazeroRun) End {
 		began := time.Now()
 		mod, err := m.e.rt.InstantiateModule(s.hctx, m.compiled, s.cfg)
 		r.instantiate = time.Since(began)
+		m.instances.Add(1)
 		if err != nil {
 			return End{Err: m.classify(ctx, r, err, "instantiating the module: ")}
 		}

@@ -60,6 +60,9 @@ type shell struct {
 	resettable  bool
 	globals     []api.MutableGlobal
 	globalsInit []uint64
+	// resetTook is how long the last reset took: the next task's
+	// Outcome.Instantiate.
+	resetTook time.Duration
 	// wallReads and monoReads are the fake clocks' readings so far.
 	wallReads, monoReads int64
 }
