@@ -162,7 +162,7 @@ func (s *SQLite) CreateTask(ctx context.Context, t TaskRecord) (TaskRecord, prot
 	defer s.life.RUnlock()
 	// Named, so that the claims the writer holds back are not flushed for
 	// it (settleClaims).
-	if err := s.sendFor(ctx, t.TaskID, opOther, 0, false, c.run); err != nil {
+	if err := s.sendFor(ctx, t.TaskID, opCreate, 0, false, c.run); err != nil {
 		return TaskRecord{}, protocol.TaskEvent{}, false, err
 	}
 	if c.found != nil {

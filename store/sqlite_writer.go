@@ -108,6 +108,7 @@ const (
 	opOther  opKind = iota
 	opClaim         // a claim from a kept record (claimKnown), deferred
 	opFinish        // an update of a running task (updateTask expecting running)
+	opCreate        // a task's creation (createTask)
 )
 
 // abortBatch fails the whole transaction: an op failed after writing part
@@ -331,11 +332,22 @@ func (w *writer) loop() {
 			quit = true
 		}
 		for {
-			if chunk = w.take(chunk[:0]); len(chunk) == 0 {
+			if chunk = w.take(chunk[:0], w.maxBatch); len(chunk) == 0 {
 				break
 			}
 			w.execute(chunk)
 			clear(chunk)
+			// Writes handed over while these ran join the transaction:
+			// a short task's claim and outcome, written while its
+			// creation runs, then commit with it, and whoever waits for
+			// the task waits one commit less.
+			for w.inTx && len(w.txOps) < w.maxBatch {
+				if chunk = w.take(chunk[:0], w.maxBatch-len(w.txOps)); len(chunk) == 0 {
+					break
+				}
+				w.execute(chunk)
+				clear(chunk)
+			}
 			if len(w.txOps) > 0 {
 				w.commit()
 			}
@@ -346,15 +358,15 @@ func (w *writer) loop() {
 	}
 }
 
-// take moves the pending writes, up to maxBatch, to chunk, to run in one
+// take moves the pending writes, up to limit, to chunk, to run in one
 // transaction. Callers woken by the last commit may still be on their way,
 // runnable but not yet run: yielding the processor a few times lets them
 // arrive and share this commit rather than wait for the next one.
-func (w *writer) take(chunk []*writeOp) []*writeOp {
-	for round := 0; round < lingerRounds && len(chunk) < w.maxBatch; round++ {
+func (w *writer) take(chunk []*writeOp, limit int) []*writeOp {
+	for round := 0; round < lingerRounds && len(chunk) < limit; round++ {
 		n := len(chunk)
 		w.qmu.Lock()
-		k := min(len(w.pending), w.maxBatch-n)
+		k := min(len(w.pending), limit-n)
 		chunk = append(chunk, w.pending[:k]...)
 		left := copy(w.pending, w.pending[k:])
 		clear(w.pending[left:])
@@ -500,8 +512,23 @@ func (w *writer) rollback(failed error, rest []*writeOp) {
 	if len(rest) > 0 {
 		w.poke()
 	}
+	// A claim that failed with the creation of its task, in the same
+	// transaction, leaves no task behind: say so, as load does for a claim
+	// still pending.
+	var created map[string]bool
+	for _, o := range failedOps {
+		if o.kind == opCreate {
+			if created == nil {
+				created = map[string]bool{}
+			}
+			created[o.task] = true
+		}
+	}
 	for _, o := range failedOps {
 		o.err = fmt.Errorf("store: write not committed: %w", failed)
+		if o.kind == opClaim && created[o.task] {
+			o.err = fmt.Errorf("%w: the write that created it was rolled back: %w", taskNotFound(o.task), failed)
+		}
 		o.notify()
 	}
 }

@@ -4,6 +4,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"syscall"
@@ -140,4 +141,107 @@ func BenchmarkWriterCreate(b *testing.B) {
 	}
 	cpu := ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano()
 	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
+}
+
+// A write handed over while a batch runs joins that batch's transaction:
+// a task claimed while its creation runs commits with it, so that whoever
+// waits for the claim waits one commit, not two.
+func TestWritesHandedOverDuringABatchJoinIt(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tr := TaskRecord{Task: protocol.Task{TaskID: "a", Agent: "echo", Priority: protocol.Normal, CreatedAt: time.Unix(1, 0)}}
+	checkNewTask(&tr, time.Now)
+	args, _ := insertArgs(nil, &tr)
+	ev := EventFor(&tr, tr.CreatedAt)
+	payload, _ := encodeEvent(&ev)
+	rec, err := recordOf(&tr, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := s.WriteStats()
+	var started *Pending
+	err = s.write(ctx, func(w *writer) error {
+		if _, err := w.createTask(&tr, args, &ev, payload, rec); err != nil {
+			return err
+		}
+		// The task is in the queue once its creation ran: claim it now,
+		// as a worker would while the batch is still running.
+		claimed, p, ok, err := s.Claim(ctx, time.Unix(2, 0))
+		if err != nil || !ok || claimed.TaskID != "a" {
+			return fmt.Errorf("Claim during the batch = %s, %v, %v; want task a", claimed.TaskID, ok, err)
+		}
+		started = p
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := started.Wait()
+	if err != nil || run.State != protocol.StateRunning || run.Seq != ev.Seq+1 {
+		t.Fatalf("claim: %+v, %v; want the running event right after the creation's", run, err)
+	}
+	after := s.WriteStats()
+	if c, w := after.Commits-before.Commits, after.Writes-before.Writes; c != 1 || w != 2 {
+		t.Errorf("creation and claim took %d commits holding %d writes; want 1 commit of 2", c, w)
+	}
+	got, err := s.GetTask(ctx, "a")
+	if err != nil || got.State != protocol.StateRunning || got.Attempt != 1 {
+		t.Errorf("task after the commit: %s attempt %d, %v; want running attempt 1", got.State, got.Attempt, err)
+	}
+}
+
+// A claim in the transaction that creates its task, when that transaction
+// rolls back, fails saying that the task does not exist: the scheduler
+// must not count it as waiting again.
+func TestClaimRolledBackWithItsCreation(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tr := TaskRecord{Task: protocol.Task{TaskID: "a", Agent: "echo", Priority: protocol.Normal, CreatedAt: time.Unix(1, 0)}}
+	checkNewTask(&tr, time.Now)
+	args, _ := insertArgs(nil, &tr)
+	ev := EventFor(&tr, tr.CreatedAt)
+	payload, _ := encodeEvent(&ev)
+	rec, _ := recordOf(&tr, args)
+	var started *Pending
+	failing := getOp(ctx, func(w *writer) error { return abort(fmt.Errorf("disk on fire")) })
+	failed := newPending()
+	failing.pend = failed
+	err = s.sendFor(ctx, "a", opCreate, 0, false, func(w *writer) error {
+		if _, err := w.createTask(&tr, args, &ev, payload, rec); err != nil {
+			return err
+		}
+		_, p, ok, err := s.Claim(ctx, time.Unix(2, 0))
+		if err != nil || !ok {
+			return fmt.Errorf("Claim during the batch = %v, %v", ok, err)
+		}
+		started = p
+		// After the claim, a write that fails joins the transaction too.
+		w.qmu.Lock()
+		w.hand(failing)
+		w.qmu.Unlock()
+		return nil
+	})
+	if err == nil {
+		t.Fatal("the creation committed with a failing write in its transaction")
+	}
+	if _, err := failed.Wait(); err == nil {
+		t.Fatal("the failing write succeeded")
+	}
+	if _, err = started.Wait(); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("claim rolled back with its task's creation: %v; want ErrNotFound", err)
+	}
+	if _, err := s.GetTask(ctx, "a"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetTask after the rollback: %v; want ErrNotFound", err)
+	}
+	if _, _, ok, err := s.Claim(ctx, time.Unix(3, 0)); ok || err != nil {
+		t.Errorf("Claim after the rollback = %v, %v; want nothing to claim", ok, err)
+	}
 }
