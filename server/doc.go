@@ -9,6 +9,8 @@
 //	wire.go     JSON-RPC messages: parsing (requests, notifications, batches, the
 //	            -32700 and -32600 cases; members read with internal/jsonscan),
 //	            ids kept as raw JSON, replies written around the encoded result
+//	encode.go   tasks, task events and submit answers appended as JSON without
+//	            reflection (json.Marshal's bytes exactly)
 //	frame.go    stdio framing: detection, newline-delimited JSON, Content-Length
 //	session.go  one connection: dispatch with an in-flight cap (on the reader
 //	            for methods that cannot wait), batch regrouping, writing, the end
