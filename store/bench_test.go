@@ -3,6 +3,7 @@
 package store_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"sync/atomic"
 	"syscall"
@@ -162,5 +163,52 @@ func BenchmarkClaimUpdate(b *testing.B) {
 				reportBatch(b, s)
 			})
 		}
+	}
+}
+
+// BenchmarkTaskLife is a trivial task's whole life in the store, as the
+// scheduler drives it: CreateTask, Claim, the claim's commit, then the
+// outcome (succeeded, with a small result), by 64 x GOMAXPROCS callers at
+// once, so that the durable store's commits are large and its cost is the
+// writes', not the fsync's wait.
+//
+//	go test ./store -run '^$' -bench TaskLife -benchtime 20000x
+func BenchmarkTaskLife(b *testing.B) {
+	for _, bs := range benchStores {
+		b.Run(bs.name+"/clients=64xGOMAXPROCS", func(b *testing.B) {
+			s := bs.open(b)
+			defer s.Close()
+			var n atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(64)
+			b.ResetTimer()
+			cpu := startCPU()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, _, _, err := s.CreateTask(ctx, benchTask(uuid.NewString(), int(n.Add(1)))); err != nil {
+						b.Error(err)
+						return
+					}
+					tr, started, ok, err := s.Claim(ctx, time.Now())
+					if err != nil || !ok {
+						b.Errorf("Claim: ok=%v err=%v", ok, err)
+						return
+					}
+					fin := time.Now().UTC()
+					tr.State, tr.FinishedAt = protocol.StateSucceeded, &fin
+					tr.Result = &protocol.ExecutionResult{Output: json.RawMessage(`{}`), KPIs: map[string]float64{}, Logs: []protocol.LogLine{}, DurationMs: 0.05}
+					if _, err := started.Wait(); err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := s.UpdateTask(ctx, tr, protocol.StateRunning); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			cpu.report(b)
+			reportBatch(b, s)
+		})
 	}
 }
