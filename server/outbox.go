@@ -102,6 +102,15 @@ func (o *outbox) pop() []byte {
 	return msg
 }
 
+// wakeWriter wakes the writer goroutine without queueing anything: it
+// takes the write lock and writes what the transport holds back.
+func (o *outbox) wakeWriter() {
+	select {
+	case o.wake <- struct{}{}:
+	default: // a token is there already
+	}
+}
+
 // empty reports whether nothing is queued.
 func (o *outbox) empty() bool {
 	o.mu.Lock()

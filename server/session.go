@@ -29,6 +29,29 @@ type transport interface {
 	close(r endReason) (unblocked bool)
 }
 
+// corker is a transport whose writes the reader may hold back while it
+// answers requests already read, to write them together (wsTransport: see
+// ws.go). Every holder of the outbox's write lock writes what is held
+// before it lets the lock go.
+type corker interface {
+	// cork holds back the writes made until it is called with false; the
+	// caller holds wmu.
+	cork(on bool)
+	// held is the number of bytes held back.
+	held() int
+	// flush writes them; the caller holds wmu.
+	flush() error
+	// moreBuffered says that the next message has been read from the
+	// socket already (an estimate: see wsTransport.moreBuffered).
+	moreBuffered() bool
+	// setFlusher names what to call when held bytes must be written
+	// without the reader's help: the transport is about to block in a read.
+	setFlusher(func())
+}
+
+// maxHeld bounds the bytes a corker holds back.
+const maxHeld = 64 << 10
+
 // endReason says why a session ends and how.
 type endReason struct {
 	code websocket.StatusCode // the WebSocket close code
@@ -173,6 +196,9 @@ func (ss *session) serve() bool {
 
 // run runs the session until it ends, then tears it down.
 func (ss *session) run() endReason {
+	if c, ok := ss.t.(corker); ok {
+		c.setFlusher(ss.out.wakeWriter)
+	}
 	go ss.writeLoop()
 	ss.reader.gen, ss.reader.live = 1, 1
 	go ss.readLoop(1)
@@ -275,12 +301,14 @@ func (ss *session) readLoop(gen int) {
 		msg, err := ss.t.read()
 		if err == nil {
 			ss.handleMessage(msg, gen)
+			ss.answered(gen)
 			continue
 		}
 		var fe *frameError
 		switch {
 		case errors.As(err, &fe):
 			ss.readerWrite(encodeError(nullID, fe.e), gen)
+			ss.answered(gen)
 			continue
 		case errors.Is(err, io.EOF):
 			ss.end(endEOF)
@@ -317,8 +345,10 @@ func (ss *session) readerEnded() {
 	}
 }
 
-// readerWrite is answer for the reader of generation gen: it writes msg
-// itself when the writer is idle, under the watch of watchWrite.
+// readerWrite is answer for the reader of generation gen: when the writer
+// is idle it writes msg itself, held back by a corker transport (the
+// reader's next step writes it: answered), or under the watch of
+// watchWrite.
 func (ss *session) readerWrite(msg []byte, gen int) {
 	o := ss.out
 	if !o.wmu.TryLock() {
@@ -330,6 +360,56 @@ func (ss *session) readerWrite(msg []byte, gen int) {
 		ss.send(msg)
 		return
 	}
+	if c, ok := ss.t.(corker); ok && c.held()+len(msg) <= maxHeld {
+		// Held back: written with the answers to the requests read with
+		// this one, once the last is answered (readLoop), or by the next
+		// writer. No I/O, so no watch.
+		c.cork(true)
+		ss.write(msg)
+		c.cork(false)
+		return
+	}
+	ss.watched(gen, func() { ss.write(msg) })
+}
+
+// answered is the reader's step after a message: what its answers left
+// held back is written now, unless the next message is read already (then
+// its answers go out with them).
+func (ss *session) answered(gen int) {
+	if c, ok := ss.t.(corker); ok && c.held() > 0 && !c.moreBuffered() {
+		ss.readerFlush(c, gen)
+	}
+}
+
+// readerFlush writes, for the reader of generation gen, what its answers
+// left held back. When another goroutine holds wmu it leaves it to that
+// one, which writes what is held before it lets wmu go.
+func (ss *session) readerFlush(c corker, gen int) {
+	o := ss.out
+	if !o.wmu.TryLock() {
+		return
+	}
+	defer o.wmu.Unlock()
+	ss.watched(gen, func() { ss.flushHeld(c) })
+}
+
+// flushHeld writes what c holds back; the caller holds wmu. A failed write
+// ends the session.
+func (ss *session) flushHeld(c corker) bool {
+	if c.held() == 0 {
+		return true
+	}
+	if err := c.flush(); err != nil {
+		ss.log.Debug().Err(err).Msg("write failed")
+		ss.abort(endIOError)
+		return false
+	}
+	return true
+}
+
+// watched runs write, a write of the reader of generation gen, under the
+// watch of watchWrite.
+func (ss *session) watched(gen int, write func()) {
 	r := &ss.reader
 	began := time.Now()
 	r.mu.Lock()
@@ -343,7 +423,7 @@ func (ss *session) readerWrite(msg []byte, gen int) {
 		}
 	}
 	r.mu.Unlock()
-	ss.write(msg)
+	write()
 	r.mu.Lock()
 	if r.writing == gen {
 		r.writing = 0
@@ -394,6 +474,10 @@ func (ss *session) writeLoop() {
 				o.wmu.Unlock()
 				return
 			}
+		}
+		if c, ok := ss.t.(corker); ok && !ss.flushHeld(c) {
+			o.wmu.Unlock()
+			return
 		}
 		o.wmu.Unlock()
 		if last {
