@@ -469,13 +469,23 @@ func (ss *session) writeLoop() {
 			last = true
 		}
 		o.wmu.Lock()
+		c, corks := ss.t.(corker)
 		for msg := o.pop(); msg != nil; msg = o.pop() {
-			if !ss.write(msg) {
+			// What is queued goes out together, up to maxHeld a write.
+			hold := corks && c.held()+len(msg) <= maxHeld
+			if hold {
+				c.cork(true)
+			}
+			ok := ss.write(msg)
+			if hold {
+				c.cork(false)
+			}
+			if !ok {
 				o.wmu.Unlock()
 				return
 			}
 		}
-		if c, ok := ss.t.(corker); ok && !ss.flushHeld(c) {
+		if corks && !ss.flushHeld(c) {
 			o.wmu.Unlock()
 			return
 		}
