@@ -19,7 +19,9 @@
 //	methods.go  the method table: params decoded with protocol.DecodeParams, calls
 //	            into the scheduler, errors converted once with protocol.AsError
 //	subs.go     subscriptions: task events and kpi.report tickers, per connection
-//	ws.go       the HTTP handler, the bearer token, the WebSocket transport
+//	ws.go       the HTTP handler, the bearer token, the WebSocket transport, and
+//	            the connection under it that holds the reader's answers back
+//	            to write them together (corkConn)
 //	stdio.go    ServeStdio and the stdio transport
 //	server.go   Config, New, Shutdown, the sessions' registry
 //

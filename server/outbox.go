@@ -13,8 +13,9 @@ import "sync"
 // Order: a message is written after every message queued before it. The
 // writer goroutine pops and writes while it holds wmu, so a sender that
 // takes wmu and finds the queue empty knows that everything queued before
-// has been written; only then may it write its own message directly
-// (session.reply). Otherwise it queues it.
+// has been written (or is held back by the transport, to go out before
+// anything written after it: see corker); only then may it write its own
+// message directly (session.reply). Otherwise it queues it.
 type outbox struct {
 	max int // the bound: more queued messages than this is a slow consumer
 
