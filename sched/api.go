@@ -68,7 +68,12 @@ type Sink func(ev protocol.TaskEvent)
 // Retention says how long finished tasks and their events are kept. The zero
 // value keeps everything.
 type Retention struct {
-	MaxAge   time.Duration // remove finished tasks older than this (0: no age limit)
-	Keep     int           // but always keep this many of the newest finished tasks
+	MaxAge time.Duration // remove finished tasks older than this (0: no age limit)
+	Keep   int           // but always keep this many of the newest finished tasks
+	// Max is a hard cap (0: none): finished tasks beyond the newest Max go
+	// whatever their age. Besides the timer, a prune starts once Max/8
+	// tasks (at least 1) have finished since the last, so the count stays
+	// within about Max + Max/8 under any load, with no prune per task.
+	Max      int
 	Interval time.Duration // how often to prune; default 1 minute
 }

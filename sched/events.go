@@ -70,6 +70,7 @@ func (s *Scheduler) publish(ev protocol.TaskEvent) {
 	s.bus.mu.RUnlock()
 	if ev.State.Terminal() {
 		s.wakeWaiters(ev.TaskID, nil)
+		s.countFinished()
 	}
 }
 

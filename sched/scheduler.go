@@ -47,7 +47,10 @@ type Scheduler struct {
 	// published (holdEvents).
 	publishing map[string]chan struct{}
 	recent     *recent // tasks that ended lately, as committed
-	state      lifeState
+
+	doneSincePrune atomic.Int64  // tasks finished since the last prune began
+	pruneSoon      chan struct{} // wakes pruneLoop once Retention.Max may be passed
+	state          lifeState
 
 	depth [protocol.Critical + 1]atomic.Int64 // queued + retrying, by priority
 
@@ -135,6 +138,7 @@ func New(cfg Config) (*Scheduler, error) {
 		unfinished: map[string]struct{}{},
 		publishing: map[string]chan struct{}{},
 		recent:     newRecent(),
+		pruneSoon:  make(chan struct{}, 1),
 		wake:       make(chan struct{}, cfg.Workers),
 		stopping:   make(chan struct{}),
 		rng:        rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)),
@@ -182,7 +186,7 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	}
 	s.wg.Add(1)
 	go s.progressLoop()
-	if s.cfg.Retention.Keep > 0 || s.cfg.Retention.MaxAge > 0 {
+	if r := s.cfg.Retention; r.Keep > 0 || r.MaxAge > 0 || r.Max > 0 {
 		s.wg.Add(1)
 		go s.pruneLoop()
 	}

@@ -442,7 +442,24 @@ func (s *Scheduler) flushProgress(ctx context.Context, rt *runningTask) {
 	s.publish(ev)
 }
 
-// pruneLoop removes old finished tasks in the background.
+// countFinished counts a finished task toward the next prune, and wakes
+// pruneLoop once Retention.Max/8 have finished since the last.
+func (s *Scheduler) countFinished() {
+	limit := s.cfg.Retention.Max
+	if limit <= 0 {
+		return
+	}
+	if s.doneSincePrune.Add(1) >= int64(max(limit/8, 1)) {
+		select {
+		case s.pruneSoon <- struct{}{}:
+		default: // a prune is due already
+		}
+	}
+}
+
+// pruneLoop removes finished tasks in the background: at start, on its
+// timer, and when countFinished says Retention.Max may be passed. Each
+// Prune removes in batches, so the queue is not held up for long.
 func (s *Scheduler) pruneLoop() {
 	defer s.wg.Done()
 	r := s.cfg.Retention
@@ -452,25 +469,55 @@ func (s *Scheduler) pruneLoop() {
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	for {
-		select {
-		case <-s.stopping:
-			return
-		case <-tick.C:
+	for first := true; ; first = false {
+		capped := false // woken by countFinished: routine, not logged at info
+		if !first {
+			select {
+			case <-s.stopping:
+				return
+			case <-tick.C:
+			case <-s.pruneSoon:
+				capped = true
+			}
 		}
-		cutoff := s.now().Add(-r.MaxAge)
-		if r.MaxAge == 0 {
-			cutoff = s.now()
-		}
-		s.recent.pause() // it must not answer for a task pruned now
-		n, err := s.st.Prune(context.Background(), cutoff, r.Keep)
-		s.recent.resume()
+		s.doneSincePrune.Store(0)
+		n, err := s.prune(r)
 		if err != nil {
 			s.storeFailed(fmt.Errorf("pruning finished tasks: %w", err))
 			continue
 		}
 		if n > 0 {
-			s.log.Info().Int("tasks", n).Msg("pruned finished tasks")
+			lvl := s.log.Info()
+			if capped {
+				lvl = s.log.Debug()
+			}
+			lvl.Int("tasks", n).Msg("pruned finished tasks")
 		}
 	}
+}
+
+// prune applies r once: by age (keeping r.Keep), then the cap r.Max.
+func (s *Scheduler) prune(r Retention) (int, error) {
+	s.recent.pause() // it must not answer for a task pruned now
+	defer s.recent.resume()
+	n := 0
+	if r.Keep > 0 || r.MaxAge > 0 {
+		cutoff := s.now().Add(-r.MaxAge)
+		if r.MaxAge == 0 {
+			cutoff = s.now()
+		}
+		k, err := s.st.Prune(context.Background(), cutoff, r.Keep)
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	if r.Max > 0 {
+		k, err := s.st.Prune(context.Background(), store.AnyAge, r.Max)
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

@@ -2,7 +2,6 @@ package store
 
 import (
 	"cmp"
-	"container/heap"
 	"context"
 	"fmt"
 	"slices"
@@ -352,52 +351,128 @@ func (m *Memory) Recover(ctx context.Context, now time.Time) ([]TaskRecord, erro
 	return out, nil
 }
 
+// memPruneBatch is how many tasks one step of Memory.Prune removes under the
+// lock, so that the queue waits for no more than a step.
+const memPruneBatch = 1024
+
+// Prune finds what to remove from a snapshot of the finished tasks, taken
+// under the read lock and sorted outside any lock, then removes it in steps
+// of memPruneBatch under the write lock. A task that finishes meanwhile is
+// not in the snapshot: it stays, and the tasks the snapshot names are older
+// than the keep newest of the snapshot, so at least keep finished tasks stay.
 func (m *Memory) Prune(ctx context.Context, olderThan time.Time, keep int) (int, error) {
+	type done struct {
+		rec *TaskRecord
+		at  time.Time
+		seq int64
+	}
+	m.mu.RLock()
+	if m.closed {
+		m.mu.RUnlock()
+		return 0, ErrClosed
+	}
+	var snap []done
+	for _, rec := range m.order {
+		if rec.State.Terminal() {
+			snap = append(snap, done{rec, doneAt(rec), rec.QueueSeq})
+		}
+	}
+	m.mu.RUnlock()
+	if len(snap) <= keep {
+		return 0, nil
+	}
+	// Oldest first; the keep newest (the end) stay whatever their age.
+	slices.SortFunc(snap, func(a, b done) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
+	snap = snap[:len(snap)-keep]
+	n, _ := slices.BinarySearchFunc(snap, olderThan, func(d done, t time.Time) int {
+		if d.at.Before(t) {
+			return -1
+		}
+		return 1
+	})
+	snap = snap[:n]
+	// Remove by QueueSeq, so that each step's records are near one another
+	// in m.order and their events in m.events.
+	slices.SortFunc(snap, func(a, b done) int { return cmp.Compare(a.seq, b.seq) })
+	total := 0
+	for len(snap) > 0 {
+		step := snap[:min(memPruneBatch, len(snap))]
+		snap = snap[len(step):]
+		recs := make([]*TaskRecord, len(step))
+		for i, d := range step {
+			recs[i] = d.rec
+		}
+		k, err := m.remove(recs)
+		total += k
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// remove removes finished tasks, given in QueueSeq order, and their events.
+// m.order and m.events are compacted in one merge walk each from the first
+// entry removed (the tasks are the oldest, so near the front).
+func (m *Memory) remove(recs []*TaskRecord) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return 0, ErrClosed
 	}
-	// The keep newest finished tasks stay whatever their age: find the
-	// oldest of them, with a heap of keep (a sort would take the lock for
-	// long on a big store).
-	var boundary *TaskRecord
-	if keep > 0 {
-		h := &keepHeap{}
-		for _, rec := range m.order {
-			switch {
-			case !rec.State.Terminal():
-			case h.Len() < keep:
-				heap.Push(h, rec)
-			case newerDone(rec, h.recs[0]):
-				h.recs[0] = rec
-				heap.Fix(h, 0)
-			}
+	var seqs []int64 // the events to remove
+	recs = slices.DeleteFunc(recs, func(rec *TaskRecord) bool {
+		if m.tasks[rec.TaskID] != rec || !rec.State.Terminal() {
+			return true
 		}
-		if h.Len() < keep {
-			return 0, nil
-		}
-		boundary = h.recs[0]
-	}
-	gone := map[string]bool{}
-	for _, rec := range m.order {
-		if rec.State.Terminal() && doneAt(rec).Before(olderThan) && (boundary == nil || newerDone(boundary, rec)) {
-			gone[rec.TaskID] = true
-		}
-	}
-	if len(gone) == 0 {
+		seqs = append(seqs, m.perTask[rec.TaskID]...)
+		return false
+	})
+	if len(recs) == 0 {
 		return 0, nil
 	}
-	m.order = slices.DeleteFunc(m.order, func(rec *TaskRecord) bool { return gone[rec.TaskID] })
-	m.events = slices.DeleteFunc(m.events, func(ev protocol.TaskEvent) bool { return gone[ev.TaskID] })
-	for id := range gone {
-		if k := m.tasks[id].IdempotencyKey; k != "" {
+	first := sort.Search(len(m.order), func(i int) bool { return m.order[i].QueueSeq >= recs[0].QueueSeq })
+	out, j := first, 0
+	for _, rec := range m.order[first:] {
+		if j < len(recs) && rec == recs[j] {
+			j++
+			continue
+		}
+		m.order[out] = rec
+		out++
+	}
+	clear(m.order[out:])
+	m.order = m.order[:out]
+	if len(seqs) > 0 {
+		slices.Sort(seqs)
+		first := sort.Search(len(m.events), func(i int) bool { return m.events[i].Seq >= seqs[0] })
+		out, j := first, 0
+		for i := first; i < len(m.events); i++ {
+			for j < len(seqs) && seqs[j] < m.events[i].Seq {
+				j++
+			}
+			if j < len(seqs) && seqs[j] == m.events[i].Seq {
+				continue
+			}
+			m.events[out] = m.events[i]
+			out++
+		}
+		clear(m.events[out:])
+		m.events = m.events[:out]
+	}
+	for _, rec := range recs {
+		if k := rec.IdempotencyKey; k != "" && m.byKey[k] == rec {
 			delete(m.byKey, k)
 		}
-		delete(m.tasks, id)
-		delete(m.perTask, id)
+		delete(m.tasks, rec.TaskID)
+		delete(m.perTask, rec.TaskID)
 	}
-	return len(gone), nil
+	return len(recs), nil
 }
 
 func (m *Memory) Close() error {
@@ -409,26 +484,4 @@ func (m *Memory) Close() error {
 	m.closed = true
 	m.agents, m.tasks, m.byKey, m.perTask, m.order, m.events = nil, nil, nil, nil, nil, nil
 	return nil
-}
-
-// newerDone orders finished tasks for Prune: by when they finished, then by
-// QueueSeq.
-func newerDone(a, b *TaskRecord) bool {
-	if c := doneAt(a).Compare(doneAt(b)); c != 0 {
-		return c > 0
-	}
-	return a.QueueSeq > b.QueueSeq
-}
-
-// keepHeap holds the newest finished tasks, the oldest of them on top.
-type keepHeap struct{ recs []*TaskRecord }
-
-func (h *keepHeap) Len() int           { return len(h.recs) }
-func (h *keepHeap) Less(i, j int) bool { return newerDone(h.recs[j], h.recs[i]) }
-func (h *keepHeap) Swap(i, j int)      { h.recs[i], h.recs[j] = h.recs[j], h.recs[i] }
-func (h *keepHeap) Push(x any)         { h.recs = append(h.recs, x.(*TaskRecord)) }
-func (h *keepHeap) Pop() any {
-	x := h.recs[len(h.recs)-1]
-	h.recs = h.recs[:len(h.recs)-1]
-	return x
 }

@@ -11,6 +11,7 @@ package store
 import (
 	"context"
 	"errors"
+	"math"
 	"time"
 
 	"github.com/chimera-fabric/fabric/protocol"
@@ -145,11 +146,19 @@ type Store interface {
 	// olderThan, keeping at least keep of the newest; it returns how many
 	// tasks it removed. A finished task without FinishedAt counts as
 	// finished when it was created.
+	// Prune(ctx, AnyAge, n) is a hard cap: it removes every finished task
+	// beyond the newest n, whatever its age. Unfinished tasks (queued,
+	// running, retrying) are never removed. A store removes in batches, so
+	// that other calls are not held up for long.
 	Prune(ctx context.Context, olderThan time.Time, keep int) (int, error)
 
 	// Close releases the store. Further calls return ErrClosed.
 	Close() error
 }
+
+// AnyAge, as Prune's olderThan, makes every finished task old enough to
+// prune: only keep bounds what stays (--retain-max).
+var AnyAge = time.Unix(0, math.MaxInt64)
 
 // Pending is a write the store has taken, in order, and may not have
 // committed yet.
