@@ -269,3 +269,75 @@ func testClosed(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+// testPruneCap: Prune(AnyAge, n) keeps the n newest finished tasks whatever
+// their age (--retain-max) and never an unfinished one; it removes more
+// tasks than one of the SQLite store's batches.
+func testPruneCap(t *testing.T, s store.Store) {
+	const finished, limit = 1200, 100
+	create(t, s, NewTask("q", "echo", protocol.Low))
+	create(t, s, NewTask("r", "echo", protocol.Critical))
+	claim(t, s, at(0)) // r runs
+	retry := NewTask("y", "echo", protocol.Critical)
+	create(t, s, retry)
+	y, _ := claim(t, s, at(0))
+	next := at(1 << 20)
+	y.State, y.NextAttemptAt, y.ReadyAt = protocol.StateRetrying, &next, next
+	update(t, s, y, protocol.StateRunning)
+	// Finish in an order unlike creation: task i finishes at (i*7)%n s.
+	for i := range finished {
+		create(t, s, NewTask(fmt.Sprintf("f%04d", i), "echo", protocol.Normal))
+	}
+	for range finished {
+		tr, _ := claim(t, s, at(0))
+		var i int
+		fmt.Sscanf(tr.TaskID, "f%d", &i)
+		fin := at(1 + (i*7)%finished)
+		tr.State, tr.FinishedAt = protocol.StateSucceeded, &fin
+		update(t, s, tr, protocol.StateRunning)
+	}
+	n, err := s.Prune(ctx, store.AnyAge, limit)
+	if err != nil {
+		t.Fatalf("Prune(AnyAge, %d): %v", limit, err)
+	}
+	if n != finished-limit {
+		t.Fatalf("Prune(AnyAge, %d) removed %d, want %d", limit, n, finished-limit)
+	}
+	var want []string
+	for i := range finished {
+		if 1+(i*7)%finished > finished-limit {
+			want = append(want, fmt.Sprintf("f%04d", i))
+		}
+	}
+	var got []string
+	for cursor := ""; ; {
+		page, next, err := s.ListTasks(ctx, store.TaskFilter{State: protocol.StateSucceeded, Cursor: cursor, Limit: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ids(page)...)
+		if cursor = next; cursor == "" {
+			break
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("after Prune(AnyAge, %d): %d finished tasks left, want the %d newest", limit, len(got), len(want))
+	}
+	for _, id := range []string{"q", "r", "y"} {
+		get(t, s, id) // unfinished tasks stay
+	}
+	evs := events(t, s, 0, store.EventFilter{}, 0)
+	for _, ev := range evs {
+		if ev.State == protocol.StateSucceeded && !slices.Contains(want, ev.TaskID) {
+			t.Fatalf("pruned %s left its event %d", ev.TaskID, ev.Seq)
+		}
+	}
+	if n, err := s.Prune(ctx, store.AnyAge, limit); err != nil || n != 0 {
+		t.Fatalf("second Prune(AnyAge, %d) = %d, %v; want 0", limit, n, err)
+	}
+	if n, err := s.Prune(ctx, store.AnyAge, 0); err != nil || n != limit {
+		t.Fatalf("Prune(AnyAge, 0) = %d, %v; want %d", n, err, limit)
+	}
+	get(t, s, "q")
+}

@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListPaging", testListPaging},
 		{"Recover", testRecover},
 		{"Prune", testPrune},
+		{"PruneCap", testPruneCap},
 		{"Concurrency", testConcurrency},
 		{"Closed", testClosed},
 	}
