@@ -35,7 +35,11 @@ type config struct {
 	MaxConns     int
 	RetainFor    time.Duration
 	RetainKeep   int
-	Pprof        string // HOST:PORT of the profiler's listener; "" for none
+	// RetainMax caps the finished tasks kept (0: no cap); retainMaxAuto
+	// (the default) is resolved by retainMax from --data.
+	RetainMax      int
+	FreshInstances bool
+	Pprof          string // HOST:PORT of the profiler's listener; "" for none
 }
 
 func defaultConfig() config {
@@ -53,8 +57,21 @@ func defaultConfig() config {
 		MaxConns:     16384,
 		RetainFor:    7 * 24 * time.Hour,
 		RetainKeep:   10_000,
+		RetainMax:    retainMaxAuto,
 	}
 }
+
+// --retain-max's defaults. A finished task holds about 1.4 KB of the
+// in-memory store's heap (BenchmarkMemoryFinishedTaskBytes, a tiny task):
+// 100,000 of them are about 150 MB, and a prune to the cap holds the queue
+// for about 6ms. A durable store's disk is the operator's to size: its cap
+// bounds growth at a rate no age limit can (10,000 tasks/s fill a week's
+// --retain-for with 6 billion tasks).
+const (
+	retainMaxAuto   = -1
+	retainMaxMemory = 100_000
+	retainMaxDisk   = 10_000_000
+)
 
 // setting is one configurable value: its name (the flag's; the environment
 // variable is FABRIC_ + upper case, '-' as '_'), its help, and how to set it
@@ -184,6 +201,28 @@ func (c *config) settings(mode string) []setting {
 	add(mk("retain-for", "how long finished tasks are kept; tasks beyond the newest --retain-keep go when older than this (0 with --retain-keep 0: keep everything)", d, dg))
 	n, ng = num(&c.RetainKeep)
 	add(mk("retain-keep", "finished tasks always kept, newest first, whatever their age", n, ng))
+	add(mk("retain-max", fmt.Sprintf("hard cap on finished tasks: those beyond the newest N go whatever their age, pruned in the background as the count passes it; 0: no cap; auto: %d with --data :memory:, %d with a directory (and at least --retain-keep)", retainMaxMemory, retainMaxDisk),
+		func(v string) error {
+			if v == "auto" {
+				c.RetainMax = retainMaxAuto
+				return nil
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("want an integer or auto; got %q", v)
+			}
+			c.RetainMax = n
+			return nil
+		}, func() string {
+			if c.RetainMax == retainMaxAuto {
+				return "auto"
+			}
+			return strconv.Itoa(c.RetainMax)
+		}))
+	b, bg := boolean(&c.FreshInstances)
+	fresh := mk("fresh-instances", "instantiate every task's module anew instead of resetting an eligible instance in place (docs/agents.md, Instance reset); the wazero engine only: wasmer always instantiates per task", b, bg)
+	fresh.boolean = true
+	add(fresh)
 	f, g = str(&c.Pprof)
 	add(mk("pprof", "HOST:PORT to serve Go's profiler on (/debug/pprof/, for go tool pprof), apart from the API; no token is checked, so loopback only unless --insecure; empty: off", f, g))
 	return out
@@ -288,6 +327,18 @@ func applyFile(path string, byName map[string]setting) error {
 	return nil
 }
 
+// retainMax is --retain-max with auto resolved: by --data, and at least
+// --retain-keep.
+func (c *config) retainMax() int {
+	if c.RetainMax != retainMaxAuto {
+		return c.RetainMax
+	}
+	if c.Data == ":memory:" {
+		return max(retainMaxMemory, c.RetainKeep)
+	}
+	return max(retainMaxDisk, c.RetainKeep)
+}
+
 // Validate checks the configuration; each message names the setting.
 func (c *config) Validate(mode string) error {
 	var errs []error
@@ -365,6 +416,13 @@ func (c *config) Validate(mode string) error {
 	}
 	if c.RetainKeep < 0 {
 		bad("retain-keep", "want >= 0; got %d", c.RetainKeep)
+	}
+	switch {
+	case c.RetainMax == retainMaxAuto:
+	case c.RetainMax < 0:
+		bad("retain-max", "want >= 0 or auto; got %d", c.RetainMax)
+	case c.RetainMax > 0 && c.RetainMax < c.RetainKeep:
+		bad("retain-max", "%d is below --retain-keep (%d): the cap would remove tasks --retain-keep keeps; raise --retain-max, lower --retain-keep, or use --retain-max 0 for no cap", c.RetainMax, c.RetainKeep)
 	}
 	return errors.Join(errs...)
 }

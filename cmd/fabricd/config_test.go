@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -8,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/chimera-fabric/fabric/executor"
+	"github.com/chimera-fabric/fabric/executor/enginetest"
 	"github.com/chimera-fabric/fabric/store"
 )
 
@@ -122,5 +127,87 @@ func TestStoreNeverWaits(t *testing.T) {
 	defer disk.Close()
 	if storeNeverWaits(disk) {
 		t.Error("the SQLite store: want its calls off the reader")
+	}
+}
+
+// --retain-max: auto by --data, at least --retain-keep; below --retain-keep
+// it is refused naming both.
+func TestRetainMax(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want int
+	}{
+		{[]string{"--data", ":memory:"}, nil, retainMaxMemory},
+		{[]string{"--data", "/var/lib/fabric"}, nil, retainMaxDisk},
+		{[]string{"--data", ":memory:", "--retain-keep", "500000"}, nil, 500000},
+		{[]string{"--data", ":memory:", "--retain-max", "0"}, nil, 0},
+		{[]string{"--data", ":memory:", "--retain-max", "auto"}, map[string]string{"FABRIC_RETAIN_MAX": "7"}, retainMaxMemory},
+		{[]string{"--data", ":memory:", "--retain-keep", "5"}, map[string]string{"FABRIC_RETAIN_MAX": "20000"}, 20000},
+	} {
+		cfg, err := load("serve", c.args, env(c.env))
+		if err != nil {
+			t.Errorf("%v %v: %v", c.args, c.env, err)
+			continue
+		}
+		if got := cfg.retainMax(); got != c.want {
+			t.Errorf("%v %v: retainMax() = %d, want %d", c.args, c.env, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--retain-max", "100"}, "--retain-max: 100 is below --retain-keep (10000)"},
+		{[]string{"--retain-max", "-2"}, "--retain-max: want >= 0 or auto; got -2"},
+		{[]string{"--retain-max", "lots"}, `want an integer or auto; got "lots"`},
+	} {
+		if _, err := load("serve", c.args, env(nil)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: got %v, want %q", c.args, err, c.want)
+		}
+	}
+}
+
+// --fresh-instances parses from the flag and the environment and reaches
+// the wazero engine: its agents then never get a reset instance, which it
+// says at debug level when it compiles one.
+func TestFreshInstances(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{nil, nil, false},
+		{[]string{"--fresh-instances"}, nil, true},
+		{nil, map[string]string{"FABRIC_FRESH_INSTANCES": "true"}, true},
+		{[]string{"--fresh-instances=false"}, map[string]string{"FABRIC_FRESH_INSTANCES": "1"}, false},
+	} {
+		cfg, err := load("stdio", c.args, env(c.env))
+		if err != nil || cfg.FreshInstances != c.want {
+			t.Errorf("%v %v: FreshInstances = %v (%v), want %v", c.args, c.env, cfg.FreshInstances, err, c.want)
+		}
+	}
+	if _, err := load("stdio", nil, env(map[string]string{"FABRIC_FRESH_INSTANCES": "sometimes"})); err == nil || !strings.Contains(err.Error(), "FABRIC_FRESH_INSTANCES: want true or false") {
+		t.Errorf("bad FABRIC_FRESH_INSTANCES: %v", err)
+	}
+	for _, fresh := range []bool{false, true} {
+		var logs bytes.Buffer
+		eng, err := newEngine("wazero", engineOptions{
+			MaxMemoryBytes: 64 << 20, MaxModuleBytes: 64 << 20, Workers: 1, FreshInstances: fresh,
+			Logger: zerolog.New(&logs).Level(zerolog.DebugLevel),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := eng.Compile(context.Background(), executor.ModuleSpec{Name: "echo", Wasm: enginetest.Agent(t, "echo")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Close(context.Background())
+		eng.Close(context.Background())
+		said := strings.Contains(logs.String(), "FreshInstances")
+		if said != fresh {
+			t.Errorf("FreshInstances %v: the engine's log says %q", fresh, logs.String())
+		}
 	}
 }

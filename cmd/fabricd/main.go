@@ -132,6 +132,7 @@ func serve(ctx context.Context, mode string, cfg config, log zerolog.Logger, std
 		MaxMemoryBytes: uint64(cfg.Limits.MaxMemoryMB) << 20,
 		MaxModuleBytes: cfg.Limits.MaxModuleBytes,
 		Workers:        cfg.Workers,
+		FreshInstances: cfg.FreshInstances,
 		Logger:         log,
 	})
 	if err != nil {
@@ -148,7 +149,7 @@ func serve(ctx context.Context, mode string, cfg config, log zerolog.Logger, std
 		Limits:    cfg.Limits,
 		Logger:    log,
 		Version:   version,
-		Retention: sched.Retention{MaxAge: cfg.RetainFor, Keep: cfg.RetainKeep},
+		Retention: sched.Retention{MaxAge: cfg.RetainFor, Keep: cfg.RetainKeep, Max: cfg.retainMax()},
 	})
 	if err != nil {
 		return err
@@ -296,6 +297,7 @@ type engineOptions struct {
 	MaxMemoryBytes uint64
 	MaxModuleBytes int64
 	Workers        int
+	FreshInstances bool // wazero: no instance reset; wasmer ignores it (it always instantiates per task)
 	Logger         zerolog.Logger
 }
 
@@ -307,6 +309,7 @@ var engines = map[string]func(engineOptions) (executor.Engine, error){
 			CacheDir:       o.CacheDir,
 			MaxMemoryBytes: o.MaxMemoryBytes,
 			MaxModuleBytes: o.MaxModuleBytes,
+			FreshInstances: o.FreshInstances,
 			Logger:         o.Logger,
 		})
 	},
