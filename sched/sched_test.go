@@ -511,3 +511,56 @@ func TestRetentionPrunesFinishedTasks(t *testing.T) {
 		t.Fatalf("a pruned task: %v, want -32001", err)
 	}
 }
+
+// Retention.Max holds under a flood of tiny tasks: with the timer out of
+// the way (an hour), the count of finished tasks alone starts the prunes,
+// and it comes within Max + Max/8 (the slack before a prune starts) with no
+// per-task prune.
+func TestRetentionMaxCapsFinishedTasks(t *testing.T) {
+	const limit, n = 40, 600
+	f := start(t, func(c *sched.Config) {
+		c.Retention = sched.Retention{Max: limit, Interval: time.Hour}
+	})
+	f.register("echo", "echo")
+	var ids []string
+	for i := 0; i < n; i++ {
+		ids = append(ids, f.submit(protocol.SubmitParams{Agent: "echo", Input: json.RawMessage(`1`)}))
+	}
+	for _, id := range ids[n-limit:] {
+		f.wait(id) // the newest may still be pruned by the time a later one ends
+	}
+	finished := func() (done, all int) {
+		for cursor := ""; ; {
+			page, next, err := f.st.ListTasks(context.Background(), store.TaskFilter{Cursor: cursor, Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tr := range page {
+				all++
+				if tr.State.Terminal() {
+					done++
+				}
+			}
+			if cursor = next; cursor == "" {
+				return done, all
+			}
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		done, all := finished() // a task claimed before the newest may still run
+		if done == all && done <= limit+limit/8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d finished tasks kept (%d unfinished), want at most %d (Max %d + Max/8)", done, all-done, limit+limit/8, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := f.s.Task(context.Background(), ids[0]); !errors.Is(err, protocol.ErrNotFound) {
+		t.Fatalf("a pruned task: %v, want -32001", err)
+	}
+	if _, err := f.s.Wait(context.Background(), ids[0], time.Second); !errors.Is(err, protocol.ErrNotFound) {
+		t.Fatalf("task.wait of a pruned task: %v, want -32001", err)
+	}
+}
