@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -366,7 +367,7 @@ const memPruneBatch = 16384
 func (m *Memory) Prune(ctx context.Context, olderThan time.Time, keep int) (int, error) {
 	type done struct {
 		rec *TaskRecord
-		at  time.Time
+		at  int64 // doneAt in Unix nanoseconds: a cheaper key than time.Time
 		seq int64
 	}
 	m.mu.RLock()
@@ -377,7 +378,7 @@ func (m *Memory) Prune(ctx context.Context, olderThan time.Time, keep int) (int,
 	var snap []done
 	for _, rec := range m.order {
 		if rec.State.Terminal() {
-			snap = append(snap, done{rec, doneAt(rec), rec.QueueSeq})
+			snap = append(snap, done{rec, unixNanoClamped(doneAt(rec)), rec.QueueSeq})
 		}
 	}
 	m.mu.RUnlock()
@@ -385,15 +386,21 @@ func (m *Memory) Prune(ctx context.Context, olderThan time.Time, keep int) (int,
 		return 0, nil
 	}
 	// Oldest first; the keep newest (the end) stay whatever their age.
-	slices.SortFunc(snap, func(a, b done) int {
-		if c := a.at.Compare(b.at); c != 0 {
+	// Tasks mostly finish in the order they were queued, so the snapshot
+	// is often sorted already.
+	byAge := func(a, b done) int {
+		if c := cmp.Compare(a.at, b.at); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.seq, b.seq)
-	})
+	}
+	if !slices.IsSortedFunc(snap, byAge) {
+		slices.SortFunc(snap, byAge)
+	}
 	snap = snap[:len(snap)-keep]
-	n, _ := slices.BinarySearchFunc(snap, olderThan, func(d done, t time.Time) int {
-		if d.at.Before(t) {
+	cutoff := unixNanoClamped(olderThan)
+	n, _ := slices.BinarySearchFunc(snap, cutoff, func(d done, t int64) int {
+		if d.at < t {
 			return -1
 		}
 		return 1
@@ -417,6 +424,18 @@ func (m *Memory) Prune(ctx context.Context, olderThan time.Time, keep int) (int,
 		}
 	}
 	return total, nil
+}
+
+// unixNanoClamped is t in Unix nanoseconds, clamped to int64's range
+// (UnixNano is undefined outside about 1678-2262).
+func unixNanoClamped(t time.Time) int64 {
+	switch {
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return math.MinInt64
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
 }
 
 // remove removes finished tasks, given in QueueSeq order, and their events.
