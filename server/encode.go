@@ -3,12 +3,12 @@ package server
 import (
 	"encoding/base64"
 	"encoding/json"
-	"math"
 	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
+	"github.com/chimera-fabric/fabric/internal/jsonenc"
 	"github.com/chimera-fabric/fabric/internal/jsonscan"
 	"github.com/chimera-fabric/fabric/protocol"
 )
@@ -54,27 +54,27 @@ func appendResult(b []byte, v any) (_ []byte, ok bool) {
 
 func appendSubmitResult(b []byte, r *protocol.SubmitResult) []byte {
 	b = append(b, `{"task_id":`...)
-	b = appendString(b, r.TaskID)
+	b = jsonenc.AppendString(b, r.TaskID)
 	b = append(b, `,"state":`...)
-	b = appendString(b, string(r.State))
+	b = jsonenc.AppendString(b, string(r.State))
 	b = append(b, `,"created":`...)
 	b = strconv.AppendBool(b, r.Created)
 	if r.SubscriptionID != "" {
 		b = append(b, `,"subscription_id":`...)
-		b = appendString(b, r.SubscriptionID)
+		b = jsonenc.AppendString(b, r.SubscriptionID)
 	}
 	return append(b, '}')
 }
 
 func appendTask(b []byte, t *protocol.Task) (_ []byte, ok bool) {
 	b = append(b, `{"task_id":`...)
-	b = appendString(b, t.TaskID)
+	b = jsonenc.AppendString(b, t.TaskID)
 	b = append(b, `,"agent":`...)
-	b = appendString(b, t.Agent)
+	b = jsonenc.AppendString(b, t.Agent)
 	b = append(b, `,"priority":`...)
-	b = appendString(b, t.Priority.String())
+	b = jsonenc.AppendString(b, t.Priority.String())
 	b = append(b, `,"state":`...)
-	b = appendString(b, string(t.State))
+	b = jsonenc.AppendString(b, string(t.State))
 	b = append(b, `,"attempt":`...)
 	b = strconv.AppendInt(b, int64(t.Attempt), 10)
 	b = append(b, `,"max_retries":`...)
@@ -82,7 +82,7 @@ func appendTask(b []byte, t *protocol.Task) (_ []byte, ok bool) {
 	b = append(b, `,"labels":`...)
 	b = appendStringMap(b, t.Labels)
 	b = append(b, `,"created_at":`...)
-	if b, ok = appendTime(b, t.CreatedAt); !ok {
+	if b, ok = jsonenc.AppendTime(b, t.CreatedAt); !ok {
 		return b, false
 	}
 	for _, f := range [...]struct {
@@ -91,7 +91,7 @@ func appendTask(b []byte, t *protocol.Task) (_ []byte, ok bool) {
 	}{{`,"started_at":`, t.StartedAt}, {`,"finished_at":`, t.FinishedAt}, {`,"next_attempt_at":`, t.NextAttemptAt}} {
 		if f.t != nil {
 			b = append(b, f.name...)
-			if b, ok = appendTime(b, *f.t); !ok {
+			if b, ok = jsonenc.AppendTime(b, *f.t); !ok {
 				return b, false
 			}
 		}
@@ -110,7 +110,7 @@ func appendTask(b []byte, t *protocol.Task) (_ []byte, ok bool) {
 	b = strconv.AppendInt(b, t.TimeoutMs, 10)
 	if t.IdempotencyKey != "" {
 		b = append(b, `,"idempotency_key":`...)
-		b = appendString(b, t.IdempotencyKey)
+		b = jsonenc.AppendString(b, t.IdempotencyKey)
 	}
 	if len(t.AttemptErrors) > 0 {
 		b = append(b, `,"attempt_errors":[`...)
@@ -129,28 +129,28 @@ func appendTaskEvent(b []byte, e *protocol.TaskEvent) (_ []byte, ok bool) {
 	b = append(b, '{')
 	if e.SubscriptionID != "" {
 		b = append(b, `"subscription_id":`...)
-		b = appendString(b, e.SubscriptionID)
+		b = jsonenc.AppendString(b, e.SubscriptionID)
 		b = append(b, ',')
 	}
 	b = append(b, `"seq":`...)
 	b = strconv.AppendInt(b, e.Seq, 10)
 	b = append(b, `,"task_id":`...)
-	b = appendString(b, e.TaskID)
+	b = jsonenc.AppendString(b, e.TaskID)
 	if e.Agent != "" {
 		b = append(b, `,"agent":`...)
-		b = appendString(b, e.Agent)
+		b = jsonenc.AppendString(b, e.Agent)
 	}
 	b = append(b, `,"state":`...)
-	b = appendString(b, string(e.State))
+	b = jsonenc.AppendString(b, string(e.State))
 	b = append(b, `,"attempt":`...)
 	b = strconv.AppendInt(b, int64(e.Attempt), 10)
 	b = append(b, `,"at":`...)
-	if b, ok = appendTime(b, e.At); !ok {
+	if b, ok = jsonenc.AppendTime(b, e.At); !ok {
 		return b, false
 	}
 	if e.Progress != nil {
 		b = append(b, `,"progress":`...)
-		if b, ok = appendFloat(b, *e.Progress); !ok {
+		if b, ok = jsonenc.AppendFloat(b, *e.Progress); !ok {
 			return b, false
 		}
 	}
@@ -191,11 +191,11 @@ func appendExecutionResult(b []byte, r *protocol.ExecutionResult) (_ []byte, ok 
 	}
 	u := &r.Usage
 	b = append(b, `"usage":{"cpu_seconds":`...)
-	if b, ok = appendFloat(b, u.CPUSeconds); !ok {
+	if b, ok = jsonenc.AppendFloat(b, u.CPUSeconds); !ok {
 		return b, false
 	}
 	b = append(b, `,"memory_peak_mb":`...)
-	if b, ok = appendFloat(b, u.MemoryPeakMB); !ok {
+	if b, ok = jsonenc.AppendFloat(b, u.MemoryPeakMB); !ok {
 		return b, false
 	}
 	b = append(b, `,"network_tx_bytes":`...)
@@ -207,7 +207,7 @@ func appendExecutionResult(b []byte, r *protocol.ExecutionResult) (_ []byte, ok 
 	b = append(b, `,"gpu_utilization":`...)
 	if u.GPUUtilization == nil {
 		b = append(b, "null"...)
-	} else if b, ok = appendFloat(b, *u.GPUUtilization); !ok {
+	} else if b, ok = jsonenc.AppendFloat(b, *u.GPUUtilization); !ok {
 		return b, false
 	}
 	if u.FuelConsumed != nil {
@@ -223,9 +223,9 @@ func appendExecutionResult(b []byte, r *protocol.ExecutionResult) (_ []byte, ok 
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = jsonenc.AppendString(b, k)
 			b = append(b, ':')
-			if b, ok = appendFloat(b, r.KPIs[k]); !ok {
+			if b, ok = jsonenc.AppendFloat(b, r.KPIs[k]); !ok {
 				return b, false
 			}
 		}
@@ -242,11 +242,11 @@ func appendExecutionResult(b []byte, r *protocol.ExecutionResult) (_ []byte, ok 
 				b = append(b, ',')
 			}
 			b = append(b, `{"level":`...)
-			b = appendString(b, l.Level)
+			b = jsonenc.AppendString(b, l.Level)
 			b = append(b, `,"msg":`...)
-			b = appendString(b, l.Msg)
+			b = jsonenc.AppendString(b, l.Msg)
 			b = append(b, `,"at":`...)
-			if b, ok = appendTime(b, l.At); !ok {
+			if b, ok = jsonenc.AppendTime(b, l.At); !ok {
 				return b, false
 			}
 			b = append(b, '}')
@@ -254,7 +254,7 @@ func appendExecutionResult(b []byte, r *protocol.ExecutionResult) (_ []byte, ok 
 		b = append(b, ']')
 	}
 	b = append(b, `,"duration_ms":`...)
-	if b, ok = appendFloat(b, r.DurationMs); !ok {
+	if b, ok = jsonenc.AppendFloat(b, r.DurationMs); !ok {
 		return b, false
 	}
 	if r.LogsTruncated {
@@ -265,9 +265,9 @@ func appendExecutionResult(b []byte, r *protocol.ExecutionResult) (_ []byte, ok 
 
 func appendTaskError(b []byte, e *protocol.TaskError) []byte {
 	b = append(b, `{"code":`...)
-	b = appendString(b, e.Code)
+	b = jsonenc.AppendString(b, e.Code)
 	b = append(b, `,"message":`...)
-	b = appendString(b, e.Message)
+	b = jsonenc.AppendString(b, e.Message)
 	b = append(b, `,"retryable":`...)
 	b = strconv.AppendBool(b, e.Retryable)
 	return append(b, '}')
@@ -282,9 +282,9 @@ func appendStringMap(b []byte, m map[string]string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, k)
+		b = jsonenc.AppendString(b, k)
 		b = append(b, ':')
-		b = appendString(b, m[k])
+		b = jsonenc.AppendString(b, m[k])
 	}
 	return append(b, '}')
 }
@@ -299,46 +299,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// appendTime is time.Time's MarshalJSON: RFC 3339 with nanoseconds, false
-// for a year outside [0,9999] or a zone offset of 24 hours or more.
-func appendTime(b []byte, t time.Time) (_ []byte, ok bool) {
-	b = append(b, '"')
-	n0 := len(b)
-	b = t.AppendFormat(b, time.RFC3339Nano)
-	if len(b) < n0+5 || b[n0+4] != '-' {
-		return b, false
-	}
-	if b[len(b)-1] != 'Z' {
-		c := b[len(b)-len("Z07:00")]
-		h := b[len(b)-len("07:00"):]
-		if ('0' <= c && c <= '9') || 10*(h[0]-'0')+(h[1]-'0') >= 24 {
-			return b, false
-		}
-	}
-	return append(b, '"'), true
-}
-
-// appendFloat is encoding/json's float64 encoding; false for NaN and the
-// infinities, which it refuses.
-func appendFloat(b []byte, f float64) (_ []byte, ok bool) {
-	if math.IsInf(f, 0) || math.IsNaN(f) {
-		return b, false
-	}
-	format := byte('f')
-	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// clean up e-09 to e-9
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b, true
 }
 
 // appendRaw appends a json.RawMessage as json.Marshal does (compacted, HTML
@@ -360,64 +320,4 @@ func appendRaw(b []byte, raw json.RawMessage) (_ []byte, ok bool) {
 		return b, false
 	}
 	return append(b, enc...), true
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString is encoding/json's string encoding with HTML escaping (its
-// appendString, which is not exported).
-func appendString(dst []byte, src string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(src); {
-		if c := src[i]; c < utf8.RuneSelf {
-			if htmlSafe(c) {
-				i++
-				continue
-			}
-			dst = append(dst, src[start:i]...)
-			switch c {
-			case '\\', '"':
-				dst = append(dst, '\\', c)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(src[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, src[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, src[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, src[start:]...)
-	return append(dst, '"')
-}
-
-// htmlSafe: an ASCII byte encoding/json writes as it is in a string.
-func htmlSafe(c byte) bool {
-	return c >= ' ' && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
 }

@@ -59,32 +59,6 @@ func TestEncodeOthers(t *testing.T) {
 	}
 }
 
-func FuzzAppendString(f *testing.F) {
-	for _, s := range []string{"", "plain", "<a href=\"x\">&amp;</a>", "tab\tnew\nline\r\b\f\x00\x1f\x7f",
-		"\u2028\u2029", "caf\xc3\xa9", "bad \xff\xfe utf8", "\xe2\x80", "emoji 😀", `back\slash`} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		want, _ := json.Marshal(s)
-		if got := appendString(nil, s); !bytes.Equal(got, want) {
-			t.Fatalf("%q:\nappend: %s\njson:   %s", s, got, want)
-		}
-	})
-}
-
-func FuzzAppendFloat(f *testing.F) {
-	for _, x := range []float64{0, math.Copysign(0, -1), 1, -1.5, 1e-6, 9.99e-7, 1e21, 1e20, 123456789.125, 5e-324, math.MaxFloat64, 1e-7, math.NaN(), math.Inf(1)} {
-		f.Add(x)
-	}
-	f.Fuzz(func(t *testing.T, x float64) {
-		want, err := json.Marshal(x)
-		got, ok := appendFloat(nil, x)
-		if ok != (err == nil) || ok && !bytes.Equal(got, want) {
-			t.Fatalf("%v: append %s %v; json %s %v", x, got, ok, want, err)
-		}
-	})
-}
-
 func pick[T any](rng *rand.Rand, vs ...T) T { return vs[rng.IntN(len(vs))] }
 
 var stringBits = []string{"a", "task-1", "é", "<", ">", "&", `"`, `\`, "\n", "\t", "\x00", "\x1f", "\x7f",

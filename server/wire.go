@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/chimera-fabric/fabric/internal/jsonenc"
 	"github.com/chimera-fabric/fabric/internal/jsonscan"
 	"github.com/chimera-fabric/fabric/protocol"
 )
@@ -303,7 +304,7 @@ type notificationMsg struct {
 func encodeNotification(method string, params any) ([]byte, error) {
 	scratch := scratchPool.Get().(*[]byte)
 	msg := append((*scratch)[:0], `{"jsonrpc":"2.0","method":`...)
-	msg = appendString(msg, method)
+	msg = jsonenc.AppendString(msg, method)
 	msg = append(msg, `,"params":`...)
 	msg, ok := appendResult(msg, params)
 	var out []byte

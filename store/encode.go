@@ -5,12 +5,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
+	"github.com/chimera-fabric/fabric/internal/jsonenc"
 	"github.com/chimera-fabric/fabric/protocol"
 )
 
@@ -29,7 +28,7 @@ type jsonEnc struct {
 
 func (e *jsonEnc) raw(s string) { e.b = append(e.b, s...) }
 
-func (e *jsonEnc) str(s string) { e.b = appendJSONString(e.b, s) }
+func (e *jsonEnc) str(s string) { e.b = jsonenc.AppendString(e.b, s) }
 
 func (e *jsonEnc) int(n int64) { e.b = strconv.AppendInt(e.b, n, 10) }
 
@@ -37,35 +36,28 @@ func (e *jsonEnc) bool(v bool) { e.b = strconv.AppendBool(e.b, v) }
 
 // float is encoding/json's float64 encoding: ES6 number formatting.
 func (e *jsonEnc) float(f float64) {
-	if math.IsInf(f, 0) || math.IsNaN(f) {
+	b, ok := jsonenc.AppendFloat(e.b, f)
+	if !ok {
 		if e.err == nil {
 			e.err = fmt.Errorf("json: unsupported value: %s", strconv.FormatFloat(f, 'g', -1, 64))
 		}
-		e.b = append(e.b, '0')
-		return
+		b = append(b, '0')
 	}
-	abs := math.Abs(f)
-	format := byte('f')
-	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	e.b = strconv.AppendFloat(e.b, f, format, -1, 64)
-	if format == 'e' {
-		// e-09 to e-9
-		n := len(e.b)
-		if n >= 4 && e.b[n-4] == 'e' && e.b[n-3] == '-' && e.b[n-2] == '0' {
-			e.b[n-2] = e.b[n-1]
-			e.b = e.b[:n-1]
-		}
-	}
+	e.b = b
 }
 
+// time is time.Time's MarshalJSON.
 func (e *jsonEnc) time(t time.Time) {
-	b, err := t.MarshalJSON()
-	if err != nil && e.err == nil {
-		e.err = fmt.Errorf("json: error calling MarshalJSON for type time.Time: %w", err)
+	n := len(e.b)
+	b, ok := jsonenc.AppendTime(e.b, t)
+	if !ok {
+		_, err := t.MarshalJSON()
+		if e.err == nil {
+			e.err = fmt.Errorf("json: error calling MarshalJSON for type time.Time: %w", err)
+		}
+		b = b[:n]
 	}
-	e.b = append(e.b, b...)
+	e.b = b
 }
 
 // rawJSON is encoding/json's json.RawMessage: compacted, HTML characters
@@ -92,50 +84,30 @@ func (e *jsonEnc) rawJSON(m json.RawMessage) {
 	}
 }
 
-func (e *jsonEnc) labels(m map[string]string) {
-	if m == nil {
-		e.raw("null")
-		return
-	}
-	e.b = append(e.b, '{')
-	if len(m) > 0 {
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for i, k := range keys {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			e.str(k)
-			e.b = append(e.b, ':')
-			e.str(m[k])
-		}
-	}
-	e.b = append(e.b, '}')
-}
+func (e *jsonEnc) labels(m map[string]string) { encodeMap(e, m, (*jsonEnc).str) }
 
-func (e *jsonEnc) kpis(m map[string]float64) {
+func (e *jsonEnc) kpis(m map[string]float64) { encodeMap(e, m, (*jsonEnc).float) }
+
+// encodeMap is encoding/json's map with string keys: null when nil, keys
+// sorted, each value written by value.
+func encodeMap[V any](e *jsonEnc, m map[string]V, value func(*jsonEnc, V)) {
 	if m == nil {
 		e.raw("null")
 		return
 	}
 	e.b = append(e.b, '{')
-	if len(m) > 0 {
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		if i > 0 {
+			e.b = append(e.b, ',')
 		}
-		slices.Sort(keys)
-		for i, k := range keys {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			e.str(k)
-			e.b = append(e.b, ':')
-			e.float(m[k])
-		}
+		e.str(k)
+		e.b = append(e.b, ':')
+		value(e, m[k])
 	}
 	e.b = append(e.b, '}')
 }
@@ -311,59 +283,4 @@ func encodeWith(fn func(e *jsonEnc)) (string, error) {
 	e.b = make([]byte, 0, 128)
 	fn(&e)
 	return e.text()
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString is encoding/json's string encoding, HTML characters
-// escaped.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				dst = append(dst, '\\', c)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
