@@ -472,20 +472,7 @@ func (m *Memory) remove(recs []*TaskRecord) (int, error) {
 	m.order = m.order[:out]
 	if len(seqs) > 0 {
 		slices.Sort(seqs)
-		first := sort.Search(len(m.events), func(i int) bool { return m.events[i].Seq >= seqs[0] })
-		out, j := first, 0
-		for i := first; i < len(m.events); i++ {
-			for j < len(seqs) && seqs[j] < m.events[i].Seq {
-				j++
-			}
-			if j < len(seqs) && seqs[j] == m.events[i].Seq {
-				continue
-			}
-			m.events[out] = m.events[i]
-			out++
-		}
-		clear(m.events[out:])
-		m.events = m.events[:out]
+		m.events = removeEvents(m.events, seqs)
 	}
 	for _, rec := range recs {
 		if k := rec.IdempotencyKey; k != "" && m.byKey[k] == rec {
@@ -495,6 +482,32 @@ func (m *Memory) remove(recs []*TaskRecord) (int, error) {
 		delete(m.perTask, rec.TaskID)
 	}
 	return len(recs), nil
+}
+
+// removeEvents removes the events whose seqs (sorted) are given from
+// events (sorted by seq) and returns what is left. The events kept before
+// the last one removed move towards the end and the slice starts later, so
+// the work is in proportion to where the last removed event stands, not to
+// the whole log: a prune removes the oldest tasks, whose events are near
+// the front. The slots left behind are cleared, so they hold no results.
+func removeEvents(events []protocol.TaskEvent, seqs []int64) []protocol.TaskEvent {
+	last := sort.Search(len(events), func(i int) bool { return events[i].Seq >= seqs[len(seqs)-1] })
+	if last == len(events) || events[last].Seq != seqs[len(seqs)-1] {
+		last-- // the last seq is not stored: the last removed event is before it
+	}
+	out, j := last+1, len(seqs)-1
+	for i := last; i >= 0; i-- {
+		for j >= 0 && seqs[j] > events[i].Seq {
+			j--
+		}
+		if j >= 0 && seqs[j] == events[i].Seq {
+			continue
+		}
+		out--
+		events[out] = events[i]
+	}
+	clear(events[:out])
+	return events[out:]
 }
 
 func (m *Memory) Close() error {
