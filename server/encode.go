@@ -1,15 +1,10 @@
 package server
 
 import (
-	"encoding/base64"
-	"encoding/json"
-	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/chimera-fabric/fabric/internal/jsonenc"
-	"github.com/chimera-fabric/fabric/internal/jsonscan"
 	"github.com/chimera-fabric/fabric/protocol"
 )
 
@@ -80,7 +75,7 @@ func appendTask(b []byte, t *protocol.Task) (_ []byte, ok bool) {
 	b = append(b, `,"max_retries":`...)
 	b = strconv.AppendInt(b, int64(t.MaxRetries), 10)
 	b = append(b, `,"labels":`...)
-	b = appendStringMap(b, t.Labels)
+	b = jsonenc.AppendStringMap(b, t.Labels)
 	b = append(b, `,"created_at":`...)
 	if b, ok = jsonenc.AppendTime(b, t.CreatedAt); !ok {
 		return b, false
@@ -98,13 +93,13 @@ func appendTask(b []byte, t *protocol.Task) (_ []byte, ok bool) {
 	}
 	if t.Result != nil {
 		b = append(b, `,"result":`...)
-		if b, ok = appendExecutionResult(b, t.Result); !ok {
+		if b, ok = jsonenc.AppendExecutionResult(b, t.Result); !ok {
 			return b, false
 		}
 	}
 	if t.Error != nil {
 		b = append(b, `,"error":`...)
-		b = appendTaskError(b, t.Error)
+		b = jsonenc.AppendTaskError(b, t.Error)
 	}
 	b = append(b, `,"timeout_ms":`...)
 	b = strconv.AppendInt(b, t.TimeoutMs, 10)
@@ -118,7 +113,7 @@ func appendTask(b []byte, t *protocol.Task) (_ []byte, ok bool) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendTaskError(b, &t.AttemptErrors[i])
+			b = jsonenc.AppendTaskError(b, &t.AttemptErrors[i])
 		}
 		b = append(b, ']')
 	}
@@ -156,168 +151,13 @@ func appendTaskEvent(b []byte, e *protocol.TaskEvent) (_ []byte, ok bool) {
 	}
 	if e.Result != nil {
 		b = append(b, `,"result":`...)
-		if b, ok = appendExecutionResult(b, e.Result); !ok {
+		if b, ok = jsonenc.AppendExecutionResult(b, e.Result); !ok {
 			return b, false
 		}
 	}
 	if e.Error != nil {
 		b = append(b, `,"error":`...)
-		b = appendTaskError(b, e.Error)
+		b = jsonenc.AppendTaskError(b, e.Error)
 	}
 	return append(b, '}'), true
-}
-
-func appendExecutionResult(b []byte, r *protocol.ExecutionResult) (_ []byte, ok bool) {
-	b = append(b, '{')
-	comma := false
-	if len(r.Output) > 0 {
-		b = append(b, `"output":`...)
-		if b, ok = appendRaw(b, r.Output); !ok {
-			return b, false
-		}
-		comma = true
-	}
-	if len(r.OutputBase64) > 0 {
-		if comma {
-			b = append(b, ',')
-		}
-		b = append(b, `"output_base64":"`...)
-		b = base64.StdEncoding.AppendEncode(b, r.OutputBase64)
-		b = append(b, '"')
-		comma = true
-	}
-	if comma {
-		b = append(b, ',')
-	}
-	u := &r.Usage
-	b = append(b, `"usage":{"cpu_seconds":`...)
-	if b, ok = jsonenc.AppendFloat(b, u.CPUSeconds); !ok {
-		return b, false
-	}
-	b = append(b, `,"memory_peak_mb":`...)
-	if b, ok = jsonenc.AppendFloat(b, u.MemoryPeakMB); !ok {
-		return b, false
-	}
-	b = append(b, `,"network_tx_bytes":`...)
-	b = strconv.AppendInt(b, u.NetworkTxBytes, 10)
-	b = append(b, `,"network_rx_bytes":`...)
-	b = strconv.AppendInt(b, u.NetworkRxBytes, 10)
-	b = append(b, `,"disk_io_ops":`...)
-	b = strconv.AppendInt(b, u.DiskIOOps, 10)
-	b = append(b, `,"gpu_utilization":`...)
-	if u.GPUUtilization == nil {
-		b = append(b, "null"...)
-	} else if b, ok = jsonenc.AppendFloat(b, *u.GPUUtilization); !ok {
-		return b, false
-	}
-	if u.FuelConsumed != nil {
-		b = append(b, `,"fuel_consumed":`...)
-		b = strconv.AppendUint(b, *u.FuelConsumed, 10)
-	}
-	b = append(b, `},"kpis":`...)
-	if r.KPIs == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '{')
-		for i, k := range sortedKeys(r.KPIs) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = jsonenc.AppendString(b, k)
-			b = append(b, ':')
-			if b, ok = jsonenc.AppendFloat(b, r.KPIs[k]); !ok {
-				return b, false
-			}
-		}
-		b = append(b, '}')
-	}
-	b = append(b, `,"logs":`...)
-	if r.Logs == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i := range r.Logs {
-			l := &r.Logs[i]
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"level":`...)
-			b = jsonenc.AppendString(b, l.Level)
-			b = append(b, `,"msg":`...)
-			b = jsonenc.AppendString(b, l.Msg)
-			b = append(b, `,"at":`...)
-			if b, ok = jsonenc.AppendTime(b, l.At); !ok {
-				return b, false
-			}
-			b = append(b, '}')
-		}
-		b = append(b, ']')
-	}
-	b = append(b, `,"duration_ms":`...)
-	if b, ok = jsonenc.AppendFloat(b, r.DurationMs); !ok {
-		return b, false
-	}
-	if r.LogsTruncated {
-		b = append(b, `,"logs_truncated":true`...)
-	}
-	return append(b, '}'), true
-}
-
-func appendTaskError(b []byte, e *protocol.TaskError) []byte {
-	b = append(b, `{"code":`...)
-	b = jsonenc.AppendString(b, e.Code)
-	b = append(b, `,"message":`...)
-	b = jsonenc.AppendString(b, e.Message)
-	b = append(b, `,"retryable":`...)
-	b = strconv.AppendBool(b, e.Retryable)
-	return append(b, '}')
-}
-
-func appendStringMap(b []byte, m map[string]string) []byte {
-	if m == nil {
-		return append(b, "null"...)
-	}
-	b = append(b, '{')
-	for i, k := range sortedKeys(m) {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = jsonenc.AppendString(b, k)
-		b = append(b, ':')
-		b = jsonenc.AppendString(b, m[k])
-	}
-	return append(b, '}')
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	if len(m) == 0 {
-		return nil
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-// appendRaw appends a json.RawMessage as json.Marshal does (compacted, HTML
-// characters escaped): as it is when it is valid JSON with nothing to
-// compact or escape, the usual case; through json.Marshal otherwise.
-func appendRaw(b []byte, raw json.RawMessage) (_ []byte, ok bool) {
-	plain := true
-	for _, c := range raw {
-		if c <= ' ' || c == '<' || c == '>' || c == '&' || c >= utf8.RuneSelf {
-			plain = false
-			break
-		}
-	}
-	if plain && jsonscan.Valid(raw) {
-		return append(b, raw...), true
-	}
-	enc, err := json.Marshal(raw)
-	if err != nil {
-		return b, false
-	}
-	return append(b, enc...), true
 }

@@ -1,11 +1,9 @@
 package store
 
 import (
-	"bytes"
-	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -60,57 +58,7 @@ func (e *jsonEnc) time(t time.Time) {
 	e.b = b
 }
 
-// rawJSON is encoding/json's json.RawMessage: compacted, HTML characters
-// escaped; invalid JSON is an error.
-func (e *jsonEnc) rawJSON(m json.RawMessage) {
-	if len(m) == 0 {
-		e.raw("null")
-		return
-	}
-	n := len(e.b)
-	buf := bytes.NewBuffer(e.b)
-	if err := json.Compact(buf, m); err != nil {
-		if e.err == nil {
-			e.err = fmt.Errorf("json: error calling MarshalJSON for type json.RawMessage: %w", err)
-		}
-		e.b = append(e.b[:n], "null"...)
-		return
-	}
-	e.b = buf.Bytes()
-	if bytes.ContainsAny(e.b[n:], "<>&\u2028\u2029") {
-		var h bytes.Buffer
-		json.HTMLEscape(&h, e.b[n:])
-		e.b = append(e.b[:n], h.Bytes()...)
-	}
-}
-
-func (e *jsonEnc) labels(m map[string]string) { encodeMap(e, m, (*jsonEnc).str) }
-
-func (e *jsonEnc) kpis(m map[string]float64) { encodeMap(e, m, (*jsonEnc).float) }
-
-// encodeMap is encoding/json's map with string keys: null when nil, keys
-// sorted, each value written by value.
-func encodeMap[V any](e *jsonEnc, m map[string]V, value func(*jsonEnc, V)) {
-	if m == nil {
-		e.raw("null")
-		return
-	}
-	e.b = append(e.b, '{')
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for i, k := range keys {
-		if i > 0 {
-			e.b = append(e.b, ',')
-		}
-		e.str(k)
-		e.b = append(e.b, ':')
-		value(e, m[k])
-	}
-	e.b = append(e.b, '}')
-}
+func (e *jsonEnc) labels(m map[string]string) { e.b = jsonenc.AppendStringMap(e.b, m) }
 
 func (e *jsonEnc) backoff(b *protocol.Backoff) {
 	e.raw(`{"initial_ms":`)
@@ -155,13 +103,7 @@ func (e *jsonEnc) taskError(t *protocol.TaskError) {
 		e.raw("null")
 		return
 	}
-	e.raw(`{"code":`)
-	e.str(t.Code)
-	e.raw(`,"message":`)
-	e.str(t.Message)
-	e.raw(`,"retryable":`)
-	e.bool(t.Retryable)
-	e.raw(`}`)
+	e.b = jsonenc.AppendTaskError(e.b, t)
 }
 
 func (e *jsonEnc) taskErrors(ts []protocol.TaskError) {
@@ -184,66 +126,18 @@ func (e *jsonEnc) result(r *protocol.ExecutionResult) {
 		e.raw("null")
 		return
 	}
-	e.b = append(e.b, '{')
-	if len(r.Output) > 0 {
-		e.raw(`"output":`)
-		e.rawJSON(r.Output)
-		e.b = append(e.b, ',')
-	}
-	if len(r.OutputBase64) > 0 {
-		e.raw(`"output_base64":"`)
-		e.b = base64.StdEncoding.AppendEncode(e.b, r.OutputBase64)
-		e.raw(`",`)
-	}
-	u := &r.Usage
-	e.raw(`"usage":{"cpu_seconds":`)
-	e.float(u.CPUSeconds)
-	e.raw(`,"memory_peak_mb":`)
-	e.float(u.MemoryPeakMB)
-	e.raw(`,"network_tx_bytes":`)
-	e.int(u.NetworkTxBytes)
-	e.raw(`,"network_rx_bytes":`)
-	e.int(u.NetworkRxBytes)
-	e.raw(`,"disk_io_ops":`)
-	e.int(u.DiskIOOps)
-	e.raw(`,"gpu_utilization":`)
-	if u.GPUUtilization != nil {
-		e.float(*u.GPUUtilization)
-	} else {
-		e.raw("null")
-	}
-	if u.FuelConsumed != nil {
-		e.raw(`,"fuel_consumed":`)
-		e.b = strconv.AppendUint(e.b, *u.FuelConsumed, 10)
-	}
-	e.raw(`},"kpis":`)
-	e.kpis(r.KPIs)
-	e.raw(`,"logs":`)
-	if r.Logs == nil {
-		e.raw("null")
-	} else {
-		e.b = append(e.b, '[')
-		for i := range r.Logs {
-			l := &r.Logs[i]
-			if i > 0 {
-				e.b = append(e.b, ',')
+	n := len(e.b)
+	b, ok := jsonenc.AppendExecutionResult(e.b, r)
+	if !ok {
+		if e.err == nil {
+			_, e.err = json.Marshal(r) // what encoding/json says is wrong
+			if e.err == nil {
+				e.err = errors.New("json: a result that cannot be encoded")
 			}
-			e.raw(`{"level":`)
-			e.str(l.Level)
-			e.raw(`,"msg":`)
-			e.str(l.Msg)
-			e.raw(`,"at":`)
-			e.time(l.At)
-			e.b = append(e.b, '}')
 		}
-		e.b = append(e.b, ']')
+		b = append(b[:n], "null"...)
 	}
-	e.raw(`,"duration_ms":`)
-	e.float(r.DurationMs)
-	if r.LogsTruncated {
-		e.raw(`,"logs_truncated":true`)
-	}
-	e.b = append(e.b, '}')
+	e.b = b
 }
 
 // event is eventPayload's encoding.

@@ -1,7 +1,9 @@
-// Package jsonenc appends the JSON encodings of strings, float64s and
-// times exactly as encoding/json writes them, without reflection. The
-// server builds its answers and the store its rows with it; both compare
-// their output with json.Marshal in their tests.
+// Package jsonenc appends the JSON encodings of strings, float64s, times
+// and the protocol values a task's answers and rows share (its result, its
+// error, its labels) exactly as encoding/json writes them, without
+// reflection. The server builds its answers and the store its rows with
+// it; both compare their output with json.Marshal on random values in
+// their tests.
 package jsonenc
 
 import (
