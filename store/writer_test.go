@@ -143,6 +143,27 @@ func BenchmarkWriterCreate(b *testing.B) {
 	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 }
 
+// newTaskWrite is what CreateTask hands the writer for a new task "a".
+func newTaskWrite(t *testing.T) (TaskRecord, []any, protocol.TaskEvent, string, *TaskRecord) {
+	t.Helper()
+	tr := TaskRecord{Task: protocol.Task{TaskID: "a", Agent: "echo", Priority: protocol.Normal, CreatedAt: time.Unix(1, 0)}}
+	checkNewTask(&tr, time.Now)
+	args, err := insertArgs(nil, &tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := EventFor(&tr, tr.CreatedAt)
+	payload, err := encodeEvent(&ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := recordOf(&tr, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr, args, ev, payload, rec
+}
+
 // A write handed over while a batch runs joins that batch's transaction:
 // a task claimed while its creation runs commits with it, so that whoever
 // waits for the claim waits one commit, not two.
@@ -153,15 +174,7 @@ func TestWritesHandedOverDuringABatchJoinIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	tr := TaskRecord{Task: protocol.Task{TaskID: "a", Agent: "echo", Priority: protocol.Normal, CreatedAt: time.Unix(1, 0)}}
-	checkNewTask(&tr, time.Now)
-	args, _ := insertArgs(nil, &tr)
-	ev := EventFor(&tr, tr.CreatedAt)
-	payload, _ := encodeEvent(&ev)
-	rec, err := recordOf(&tr, args)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, args, ev, payload, rec := newTaskWrite(t)
 	before := s.WriteStats()
 	var started *Pending
 	err = s.write(ctx, func(w *writer) error {
@@ -204,12 +217,7 @@ func TestClaimRolledBackWithItsCreation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	tr := TaskRecord{Task: protocol.Task{TaskID: "a", Agent: "echo", Priority: protocol.Normal, CreatedAt: time.Unix(1, 0)}}
-	checkNewTask(&tr, time.Now)
-	args, _ := insertArgs(nil, &tr)
-	ev := EventFor(&tr, tr.CreatedAt)
-	payload, _ := encodeEvent(&ev)
-	rec, _ := recordOf(&tr, args)
+	tr, args, ev, payload, rec := newTaskWrite(t)
 	var started *Pending
 	failing := getOp(ctx, func(w *writer) error { return abort(fmt.Errorf("disk on fire")) })
 	failed := newPending()
