@@ -65,7 +65,7 @@ func New() *Metrics {
 		Name: "fabric_agent_compile_seconds", Help: "Time to validate and compile an agent's module.", Buckets: latencyBuckets,
 	})
 	m.instantiate = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "fabric_agent_instantiate_seconds", Help: "Time to create a fresh sandbox instance for a task.", Buckets: latencyBuckets,
+		Name: "fabric_agent_instantiate_seconds", Help: "Time to prepare a task's sandbox instance: a new instance, or one reset in place to its initial state; a reused instance (reuse_instances) is not counted.", Buckets: latencyBuckets,
 	})
 	m.rpcRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fabric_rpc_requests_total", Help: "JSON-RPC requests answered, by method and code (0 on success).",
