@@ -382,7 +382,7 @@ func TestClaimAndFinishInOneBatch(t *testing.T) {
 		waitFor(t, "the finish to be handed over", func() bool {
 			s.w.qmu.Lock()
 			defer s.w.qmu.Unlock()
-			return len(s.w.pending) == 2*(i+1)
+			return len(s.w.pending)+len(s.w.lane) == 2*(i+1)
 		})
 	}
 	close(release)

@@ -315,6 +315,14 @@ func (s *SQLite) WriteStats() WriteStats {
 	return WriteStats{Commits: s.w.commits.Load(), Writes: s.w.writes.Load(), Paired: s.w.pairs.Load()}
 }
 
+// OnReady sets f to be called, on the writer's goroutine, each time a
+// creation puts a task in the queue, before its transaction commits: a
+// worker woken then claims and runs the task while the transaction is
+// still open, and the task's claim and finish can join it (its row is then
+// inserted once, in its final state: sqlite_rowbuf.go). f must not block
+// nor call the store.
+func (s *SQLite) OnReady(f func()) { s.w.onReady.Store(&f) }
+
 // enter starts a call; the caller must call s.life.RUnlock when done.
 func (s *SQLite) enter() error {
 	s.life.RLock()

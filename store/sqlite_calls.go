@@ -231,7 +231,7 @@ func (s *SQLite) AppendProgress(ctx context.Context, taskID string, attempt int,
 	}
 	defer s.life.RUnlock()
 	var ev protocol.TaskEvent
-	err := s.sendFor(ctx, taskID, opOther, 0, false, func(w *writer) (err error) {
+	err := s.sendFor(ctx, taskID, opProgress, 0, false, func(w *writer) (err error) {
 		ev, err = w.appendProgress(taskID, attempt, progress, at)
 		return err
 	})

@@ -55,22 +55,28 @@ type writer struct {
 	committed atomic.Int64 // last event seq committed: LastSeq
 	commits   atomic.Int64 // transactions committed
 	onCommit  func(time.Duration, int)
-	writes    atomic.Int64 // writes committed in them
-	pairs     atomic.Int64 // claims committed with the finish of their run (deferredClaim)
-	logFrames atomic.Int64 // the log's length at the checkpointer's last run
-	restarts  atomic.Int64 // restartLog's checkpoints
-	restartAt int64        // the log's length that calls for restartLog
+	onReady   atomic.Pointer[func()] // told when a creation puts a task in the queue (SQLite.OnReady)
+	writes    atomic.Int64           // writes committed in them
+	pairs     atomic.Int64           // claims committed with the finish of their run (deferredClaim)
+	logFrames atomic.Int64           // the log's length at the checkpointer's last run
+	restarts  atomic.Int64           // restartLog's checkpoints
+	restartAt int64                  // the log's length that calls for restartLog
 
-	qmu     sync.Mutex // guards queue and pending
+	qmu     sync.Mutex // guards queue, pending and lane
 	queue   *waitQueue
 	pending []*writeOp // handed over, not yet taken, in order
+	lane    []*writeOp // the same, for the writes of running tasks (hand)
 
 	cur      *writeOp // the op running, on the writer goroutine
 	inTx     bool     // a transaction is open
 	began    time.Time
 	txOps    []*writeOp               // the writes run in it
+	txMain   int                      // how many of them came from pending, not lane
 	deferred map[string]deferredClaim // claims whose row update waits, by task
 	events   []eventRow               // events appended in it, not yet inserted (flushEvents)
+	rowArgs  []any                    // rows of tasks created in it, not yet inserted: rowCols each (flushRows)
+	rowAt    map[string]int           // index of the buffered row by task
+	open     int                      // buffered rows not finished
 	evArgs   []any                    // flushEvents' arguments, reused
 	paired   int64                    // claims merged into their finish in it
 	broken   error                    // set when the file and memory could not be reconciled
@@ -82,6 +88,7 @@ type writerStmts struct {
 	// The writes of every task's life (rawStmt).
 	insertTask, insertInput, claimKnown, begin, commit, updateKnown, claimFinishKnown *rawStmt
 	insertEvents                                                                      [len(eventChunks)]*rawStmt
+	insertRows                                                                        [len(rowChunks)]*rawStmt
 }
 
 // writeOp is one caller's write. run executes inside the writer's
@@ -105,11 +112,16 @@ type writeOp struct {
 type opKind uint8
 
 const (
-	opOther  opKind = iota
-	opClaim         // a claim from a kept record (claimKnown), deferred
-	opFinish        // an update of a running task (updateTask expecting running)
-	opCreate        // a task's creation (createTask)
+	opOther    opKind = iota
+	opClaim           // a claim from a kept record (claimKnown), deferred
+	opFinish          // an update of a running task (updateTask expecting running)
+	opCreate          // a task's creation (createTask)
+	opProgress        // a progress event of a running task (appendProgress)
 )
+
+// laned tells the writes that go in the lane: those of a running task,
+// from its claim from a kept record to its finish.
+func (k opKind) laned() bool { return k == opClaim || k == opFinish || k == opProgress }
 
 // abortBatch fails the whole transaction: an op failed after writing part
 // of its change, which must not be committed.
@@ -190,6 +202,12 @@ func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Lo
 			return nil, err
 		}
 	}
+	for i, n := range rowChunks {
+		if err := prepRaw(&w.stmts.insertRows[i], insertRowsSQL(n)); err != nil {
+			w.closeStmts()
+			return nil, err
+		}
+	}
 	for _, p := range []struct {
 		dst **sql.Stmt
 		q   string
@@ -266,20 +284,22 @@ func (w *writer) load(ctx context.Context) error {
 	// it from a write that failed (its creation, rolled back): it fails
 	// now, before it runs, since a claim's event is written before its
 	// row (deferredClaim).
-	kept := w.pending[:0]
 	var lost []*writeOp
-	for _, o := range w.pending {
-		if o.took != nil {
-			if o.kind == opClaim && q.byID[o.took.id] == nil {
-				lost = append(lost, o)
-				continue
+	for _, ops := range []*[]*writeOp{&w.pending, &w.lane} {
+		kept := (*ops)[:0]
+		for _, o := range *ops {
+			if o.took != nil {
+				if o.kind == opClaim && q.byID[o.took.id] == nil {
+					lost = append(lost, o)
+					continue
+				}
+				q.remove(o.took.id)
 			}
-			q.remove(o.took.id)
+			kept = append(kept, o)
 		}
-		kept = append(kept, o)
+		clear((*ops)[len(kept):])
+		*ops = kept
 	}
-	clear(w.pending[len(kept):])
-	w.pending = kept
 	for _, o := range lost {
 		o.err = fmt.Errorf("%w: the write that created it was rolled back", taskNotFound(o.took.id))
 		o.notify()
@@ -292,7 +312,23 @@ func (w *writer) load(ctx context.Context) error {
 
 // hand appends o to the pending writes; w.qmu is held. The caller pokes
 // the writer once it has let go of w.qmu.
-func (w *writer) hand(o *writeOp) { w.pending = append(w.pending, o) }
+//
+// The writes of a running task (its claim from a kept record, progress and
+// finish) go in a lane of their own, which the writer takes first: they may
+// pass the writes pending before them, since those are of other tasks (a
+// claim comes after its task's creation ran, and a write of a waiting task
+// took it from the queue as it was handed over, before any claim), or name
+// no task and do not depend on the state of running ones. Passing lets a
+// short task's claim and finish join the transaction that creates it even
+// when many creations are pending: the task's row is then inserted once,
+// in its final state (sqlite_rowbuf.go).
+func (w *writer) hand(o *writeOp) {
+	if o.kind.laned() {
+		w.lane = append(w.lane, o)
+	} else {
+		w.pending = append(w.pending, o)
+	}
+}
 
 func (w *writer) poke() {
 	select {
@@ -332,7 +368,7 @@ func (w *writer) loop() {
 			quit = true
 		}
 		for {
-			if chunk = w.take(chunk[:0], w.maxBatch); len(chunk) == 0 {
+			if chunk = w.take(chunk[:0], w.maxBatch, true); len(chunk) == 0 {
 				break
 			}
 			w.execute(chunk)
@@ -340,11 +376,32 @@ func (w *writer) loop() {
 			// Writes handed over while these ran join the transaction:
 			// a short task's claim and outcome, written while its
 			// creation runs, then commit with it, and whoever waits for
-			// the task waits one commit less.
-			for w.inTx && len(w.txOps) < w.maxBatch {
-				if chunk = w.take(chunk[:0], w.maxBatch-len(w.txOps)); len(chunk) == 0 {
+			// the task waits one commit less. Pending writes are taken a
+			// slice at a time, and the lane's in between, for the claims
+			// and finishes of the tasks just created to catch up. Only
+			// pending writes count against maxBatch (a running task's are
+			// bounded by the tasks), and the lane alone stops at twice it.
+			for w.inTx && len(w.txOps) < 3*w.maxBatch {
+				limit := min(takeSlice, w.maxBatch-w.txMain)
+				if chunk = w.take(chunk[:0], max(limit, 0), false); len(chunk) == 0 {
 					break
 				}
+				w.execute(chunk)
+				clear(chunk)
+			}
+			// Tasks created in the transaction may be running still:
+			// while their claims and finishes keep coming, wait for them
+			// a little (lingerLane).
+			for start, last := time.Now(), time.Now(); w.inTx && w.open > 0 && len(w.txOps) < 3*w.maxBatch; {
+				runtime.Gosched()
+				now := time.Now()
+				if chunk = w.take(chunk[:0], 0, false); len(chunk) == 0 {
+					if now.Sub(last) > lingerLane/4 || now.Sub(start) > lingerLane {
+						break
+					}
+					continue
+				}
+				last = now
 				w.execute(chunk)
 				clear(chunk)
 			}
@@ -358,27 +415,42 @@ func (w *writer) loop() {
 	}
 }
 
-// take moves the pending writes, up to limit, to chunk, to run in one
-// transaction. Callers woken by the last commit may still be on their way,
+// take moves the lane's writes, and pending writes up to limit, to chunk,
+// to run in one transaction. When linger is set (the transaction's first
+// take), callers woken by the last commit may still be on their way,
 // runnable but not yet run: yielding the processor a few times lets them
 // arrive and share this commit rather than wait for the next one.
-func (w *writer) take(chunk []*writeOp, limit int) []*writeOp {
-	for round := 0; round < lingerRounds && len(chunk) < limit; round++ {
+func (w *writer) take(chunk []*writeOp, limit int, linger bool) []*writeOp {
+	main := 0
+	for round := 0; ; round++ {
 		n := len(chunk)
 		w.qmu.Lock()
-		k := min(len(w.pending), limit-n)
+		chunk = append(chunk, w.lane...)
+		clear(w.lane)
+		w.lane = w.lane[:0]
+		k := min(len(w.pending), limit-main)
 		chunk = append(chunk, w.pending[:k]...)
 		left := copy(w.pending, w.pending[k:])
 		clear(w.pending[left:])
 		w.pending = w.pending[:left]
 		w.qmu.Unlock()
-		if len(chunk) == 0 || round > 0 && len(chunk) == n {
-			break // nothing to do, or nobody came during the yield
+		main += k
+		if !linger || round+1 == lingerRounds || main >= limit || len(chunk) == 0 || round > 0 && len(chunk) == n {
+			return chunk // no lingering, or nothing to do, or nobody came during the yield
 		}
 		runtime.Gosched()
 	}
-	return chunk
 }
+
+// lingerLane bounds how long a transaction waits, once nothing else is
+// pending, for the tasks it created to finish (a short task runs in
+// microseconds), against a commit of a millisecond or more; it stops
+// sooner, after a quarter of it without a write from the lane.
+const lingerLane = 200 * time.Microsecond
+
+// takeSlice is how many pending writes a transaction takes at a time
+// after its first take.
+const takeSlice = 64
 
 // lingerRounds bounds take's yields: each costs a scheduler pass, a few
 // microseconds, against a commit's fsync of a millisecond or more.
@@ -416,7 +488,13 @@ func (w *writer) execute(chunk []*writeOp) {
 			w.inTx, w.began = true, time.Now()
 		}
 		w.txOps = append(w.txOps, o)
+		if !o.kind.laned() {
+			w.txMain++
+		}
 		err := w.settleClaims(o)
+		if err == nil && w.needsRows(o) {
+			err = w.flushRows()
+		}
 		if err == nil && o.task == "" && len(w.events) > 0 {
 			err = w.flushEvents() // a write of no task of its own may read or delete events
 		}
@@ -441,6 +519,10 @@ func (w *writer) commit() {
 			return
 		}
 	}
+	if err := w.flushRows(); err != nil {
+		w.rollback(err, nil)
+		return
+	}
 	if err := w.flushEvents(); err != nil {
 		w.rollback(err, nil)
 		return
@@ -463,6 +545,7 @@ func (w *writer) commit() {
 		w.txOps[i] = nil
 	}
 	w.txOps = w.txOps[:0]
+	w.txMain = 0
 	if w.logFrames.Load() >= w.restartAt {
 		w.restartLog()
 	}
@@ -494,13 +577,24 @@ func (w *writer) rollback(failed error, rest []*writeOp) {
 	}
 	w.inTx = false
 	clear(w.deferred)
+	w.dropRows()
 	clear(w.events)
 	w.events = w.events[:0]
 	w.paired = 0
 	failedOps := slices.Clone(w.txOps)
 	clear(w.txOps)
 	w.txOps = w.txOps[:0]
-	w.pending = append(slices.Clone(rest), w.pending...)
+	w.txMain = 0
+	var back, backLane []*writeOp
+	for _, o := range rest {
+		if o.kind.laned() {
+			backLane = append(backLane, o)
+		} else {
+			back = append(back, o)
+		}
+	}
+	w.pending = append(back, w.pending...)
+	w.lane = append(backLane, w.lane...)
 	if len(failedOps) > 0 {
 		w.log.Error().Err(failed).Int("ops", len(failedOps)).Msg("a store write batch failed and was rolled back")
 	}
@@ -564,7 +658,7 @@ func (w *writer) settleClaims(o *writeOp) error {
 		return nil
 	}
 	d, ok := w.deferred[o.task]
-	if !ok {
+	if !ok || o.kind == opProgress { // appendProgress reads the deferred claim
 		return nil
 	}
 	if o.kind == opFinish && o.ctx.Done() == nil && o.started == d.started {
@@ -579,6 +673,9 @@ func (w *writer) settleClaims(o *writeOp) error {
 func (w *writer) flushClaim(id string) error {
 	d := w.deferred[id]
 	delete(w.deferred, id)
+	if row := w.buffered(id); row != nil {
+		return claimBuffered(row, d)
+	}
 	res, err := w.stmts.claimKnown.Exec(d.started, d.e.seq, d.attempt)
 	if err != nil {
 		return abort(fmt.Errorf("claiming task %s: %w", id, err))
@@ -636,7 +733,7 @@ func (w *writer) closeStmts() {
 		}
 	}
 	for _, s := range append([]*rawStmt{w.stmts.insertTask, w.stmts.insertInput, w.stmts.claimKnown, w.stmts.begin, w.stmts.commit,
-		w.stmts.updateKnown, w.stmts.claimFinishKnown}, w.stmts.insertEvents[:]...) {
+		w.stmts.updateKnown, w.stmts.claimFinishKnown}, append(w.stmts.insertEvents[:], w.stmts.insertRows[:]...)...) {
 		if s != nil {
 			s.Close()
 		}
@@ -708,7 +805,13 @@ func (w *writer) queuePut(id, agent string, prio protocol.Priority, seq int64, a
 // createTask inserts a task; rec, if not nil, is its record as a read
 // would return it, for the queue to keep.
 func (w *writer) createTask(t *TaskRecord, args []any, ev *protocol.TaskEvent, payload string, rec *TaskRecord) (found *taskRow, err error) {
+	if _, ok := w.rowAt[t.TaskID]; ok {
+		return nil, taskExists(t.TaskID)
+	}
 	if t.IdempotencyKey != "" {
+		if err := w.flushRows(); err != nil {
+			return nil, err
+		}
 		r, err := scanTask(w.stmts.taskByKey.QueryRow(t.IdempotencyKey))
 		if err == nil {
 			return &r, nil
@@ -719,7 +822,9 @@ func (w *writer) createTask(t *TaskRecord, args []any, ev *protocol.TaskEvent, p
 	}
 	qseq := w.queueSeq + 1
 	args[0] = qseq
-	if _, err := w.stmts.insertTask.Exec(args...); err != nil {
+	if inputInline(t.Input) {
+		w.bufferRow(args)
+	} else if _, err := w.stmts.insertTask.Exec(args...); err != nil {
 		if isConstraint(err) {
 			return nil, taskExists(t.TaskID)
 		}
@@ -738,6 +843,9 @@ func (w *writer) createTask(t *TaskRecord, args []any, ev *protocol.TaskEvent, p
 		rec.QueueSeq = qseq
 	}
 	w.queuePut(t.TaskID, t.Agent, t.Priority, qseq, t.ReadyAt, rec)
+	if f := w.onReady.Load(); f != nil {
+		(*f)()
+	}
 	return nil, nil
 }
 
@@ -750,7 +858,16 @@ func (w *writer) updateTask(t *TaskRecord, expect protocol.State, m *mutable, ev
 	var agent string
 	merged := w.cur != nil && w.cur.merge
 	known := false
-	if t.QueueSeq > 0 {
+	if row := w.buffered(t.TaskID); merged && row != nil {
+		// Created, claimed and finished in this transaction.
+		if err := finishBuffered(row, t, m); err != nil {
+			return err
+		}
+		if !waiting(t.State) {
+			w.open--
+		}
+		known, qseq, agent = true, row[colQueueSeq].(int64), t.Agent
+	} else if t.QueueSeq > 0 {
 		// The record names its row: update it there. If it does not
 		// (another row, another state), the statements below find out why.
 		args := []any{int64(t.Priority), string(t.State), int64(t.Attempt), int64(t.MaxRetries), t.TimeoutMs,
@@ -886,15 +1003,29 @@ func (w *writer) claimRead(e *qentry, now time.Time) (row taskRow, ev protocol.T
 	return row, ev, nil
 }
 
-func (w *writer) appendProgress(taskID string, attempt int, progress float64, at time.Time) (protocol.TaskEvent, error) {
-	var state, agent string
-	var cur int
-	var qseq int64
-	switch err := w.stmts.progressOf.QueryRow(taskID).Scan(&state, &cur, &agent, &qseq); {
+// runState returns what appendProgress checks of a task: from its claim,
+// if that is deferred, or its row, if that is buffered; otherwise from the
+// file.
+func (w *writer) runState(id string) (state string, attempt int, agent string, qseq int64, err error) {
+	if d, ok := w.deferred[id]; ok {
+		return string(protocol.StateRunning), d.attempt + 1, d.e.agent, d.e.seq, nil
+	}
+	if row := w.buffered(id); row != nil {
+		return row[colState].(string), row[colAttempt].(int), row[colAgent].(string), row[colQueueSeq].(int64), nil
+	}
+	switch err := w.stmts.progressOf.QueryRow(id).Scan(&state, &attempt, &agent, &qseq); {
 	case err == sql.ErrNoRows:
-		return protocol.TaskEvent{}, taskNotFound(taskID)
+		return "", 0, "", 0, taskNotFound(id)
 	case err != nil:
-		return protocol.TaskEvent{}, fmt.Errorf("store: reading task %s: %w", taskID, err)
+		return "", 0, "", 0, fmt.Errorf("store: reading task %s: %w", id, err)
+	}
+	return state, attempt, agent, qseq, nil
+}
+
+func (w *writer) appendProgress(taskID string, attempt int, progress float64, at time.Time) (protocol.TaskEvent, error) {
+	state, cur, agent, qseq, err := w.runState(taskID)
+	if err != nil {
+		return protocol.TaskEvent{}, err
 	}
 	t := TaskRecord{Task: protocol.Task{TaskID: taskID, Agent: agent, State: protocol.State(state), Attempt: cur}}
 	ev, err := progressEvent(&t, attempt, progress, at)

@@ -1,0 +1,349 @@
+//go:build unix
+
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/chimera-fabric/fabric/protocol"
+)
+
+// Tasks created, claimed and finished in one transaction are inserted once,
+// in their final state (sqlite_rowbuf.go): what reads return afterwards,
+// tasks and events, is what they return for the same lives written over
+// separate transactions. Every way a buffered row can end is here: merged
+// with a success, a retry and a failure; a claim that is not finished in
+// the transaction; a finish of another claim (refused, the rows flushed
+// first); progress (the rows flushed first); an idempotency key looked up
+// among rows not yet inserted; and a task whose input is kept apart (not
+// buffered).
+func TestCreateClaimFinishInOneTransaction(t *testing.T) {
+	ctx := context.Background()
+	var tasks []TaskRecord
+	for _, tr := range claimTasks() {
+		switch {
+		case len(tr.Input) > keepInput: // claimed by a read, which waits for its commit
+		case tr.IdempotencyKey != "":
+			// First: its creation, looking its key up, inserts the rows
+			// buffered before it.
+			tr.Priority = protocol.Critical
+			tasks = append([]TaskRecord{tr}, tasks...)
+		case !inputInline(tr.Input):
+			// Not buffered: claimed last, after the buffered rows have
+			// seen every way to end.
+			tr.Priority = protocol.Background
+			tasks = append(tasks, tr)
+		default:
+			tr.Priority = protocol.Critical
+			tasks = append(tasks, tr)
+		}
+	}
+	fin := time.Unix(1_900_000_000, 0).UTC()
+	claimAt := fin.Add(-time.Second)
+	// outcome is what the run of the i-th task claimed ends with (the
+	// first four are buffered); ok is false for a task left running, and
+	// refused for a finish of another claim. The fourth is given progress
+	// first: that, a write of a buffered row, inserts the rows.
+	outcome := func(i int, tr TaskRecord) (out TaskRecord, ok, refused bool) {
+		out = tr
+		switch i {
+		case 0, 5:
+			out.State, out.FinishedAt = protocol.StateSucceeded, &fin
+			out.Result = &protocol.ExecutionResult{Output: []byte(fmt.Sprintf(`{"i":%d}`, i)), KPIs: map[string]float64{"k": 1.5}}
+		case 1:
+			at := fin.Add(time.Hour)
+			out.State, out.ReadyAt, out.NextAttemptAt = protocol.StateRetrying, at, &at
+			out.Error = protocol.NewTaskError(protocol.CodeTrap, "boom")
+			out.AttemptErrors = []protocol.TaskError{*out.Error}
+		case 2:
+			out.State, out.FinishedAt = protocol.StateFailed, &fin
+			out.Error = protocol.NewTaskError(protocol.CodeTimeout, "slow <op>")
+			out.AttemptErrors = []protocol.TaskError{*out.Error}
+			out.Labels = map[string]string{"after": "run"}
+		case 3:
+			other := fin
+			out.StartedAt, out.State, out.FinishedAt = &other, protocol.StateSucceeded, &fin
+			return out, true, true
+		case 4:
+			return out, false, false
+		}
+		return out, true, false
+	}
+	// live runs every task's life on s: created, claimed, given progress
+	// and finished; in one transaction, or each step committed in turn.
+	live := func(s *SQLite, oneTx bool) (claimed []TaskRecord) {
+		var starts []*Pending
+		var ends []chan error
+		finish := func(i int, tr TaskRecord) {
+			out, ok, refused := outcome(i, tr)
+			if !ok {
+				return
+			}
+			ch := make(chan error, 1)
+			ends = append(ends, ch)
+			go func() {
+				_, err := s.UpdateTask(ctx, out, protocol.StateRunning)
+				if refused && errors.Is(err, ErrStateChanged) {
+					err = nil
+				} else if refused {
+					err = fmt.Errorf("the finish of another claim of %s: %v; want ErrStateChanged", out.TaskID, err)
+				}
+				ch <- err
+			}()
+		}
+		handed := func(n int) func() bool {
+			return func() bool {
+				s.w.qmu.Lock()
+				defer s.w.qmu.Unlock()
+				return len(s.w.pending)+len(s.w.lane) >= n
+			}
+		}
+		if oneTx {
+			progress := 0
+			err := s.write(ctx, func(w *writer) error {
+				for _, tr := range tasks {
+					tr, args, ev, payload, rec := taskWrite(t, tr)
+					if _, err := w.createTask(&tr, args, &ev, payload, rec); err != nil {
+						return err
+					}
+				}
+				for i := range tasks {
+					tr, p, ok, err := s.Claim(ctx, claimAt)
+					if err != nil || !ok {
+						return fmt.Errorf("claim %d: %v %v", i, ok, err)
+					}
+					claimed, starts = append(claimed, tr), append(starts, p)
+					if i == 3 {
+						// Progress of a buffered task: the rows go in first.
+						go s.AppendProgress(ctx, tr.TaskID, 1, 0.5, claimAt)
+						progress = 1
+						waitFor(t, "the progress to be handed over", handed(len(starts)+len(ends)+progress))
+					}
+					finish(i, tr)
+					waitFor(t, "the finish to be handed over", handed(len(starts)+len(ends)+progress))
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			for _, tr := range tasks {
+				if _, _, _, err := s.CreateTask(ctx, tr); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range tasks {
+				tr, p, ok, err := s.Claim(ctx, claimAt)
+				if err != nil || !ok {
+					t.Fatalf("claim %d: %v %v", i, ok, err)
+				}
+				if _, err := p.Wait(); err != nil {
+					t.Fatal(err)
+				}
+				if i == 3 {
+					if _, err := s.AppendProgress(ctx, tr.TaskID, 1, 0.5, claimAt); err != nil {
+						t.Fatal(err)
+					}
+				}
+				claimed, starts = append(claimed, tr), append(starts, p)
+				n := len(ends)
+				finish(i, tr)
+				if len(ends) > n { // one at a time
+					if err := <-ends[n]; err != nil {
+						t.Fatal(err)
+					}
+					ends[n] <- nil
+				}
+			}
+		}
+		for _, p := range starts {
+			if _, err := p.Wait(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, ch := range ends {
+			if err := <-ch; err != nil {
+				t.Fatal(err)
+			}
+		}
+		return claimed
+	}
+	type state struct {
+		tasks   []TaskRecord
+		claimed []TaskRecord
+		events  map[string][]string
+		pruned  int
+		stats   WriteStats
+	}
+	run := func(oneTx bool) state {
+		s, err := OpenSQLite(ctx, t.TempDir(), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		before := s.WriteStats()
+		var st state
+		st.claimed = live(s, oneTx)
+		st.stats = s.WriteStats()
+		st.stats.Commits -= before.Commits
+		st.stats.Paired -= before.Paired
+		st.events = map[string][]string{}
+		for _, tr := range tasks {
+			st.tasks = append(st.tasks, mustGet(t, s, tr.TaskID))
+			evs, err := s.Events(ctx, 0, EventFilter{TaskIDs: []string{tr.TaskID}}, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ev := range evs {
+				ev.Seq = 0
+				if ev.State == protocol.StateRetrying {
+					ev.At = time.Time{} // UpdateTask's clock
+				}
+				b, err := json.Marshal(ev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				st.events[tr.TaskID] = append(st.events[tr.TaskID], string(b))
+			}
+		}
+		// The key finds its task, whichever way it was written.
+		again := tasks[0]
+		again.TaskID = "another"
+		if got, _, created, err := s.CreateTask(ctx, again); err != nil || created || got.TaskID != tasks[0].TaskID {
+			t.Errorf("creating again with key %q: %s, created %v, %v; want %s", again.IdempotencyKey, got.TaskID, created, err, tasks[0].TaskID)
+		}
+		// Prune finds the finished ones (done_at).
+		if st.pruned, err = s.Prune(ctx, AnyAge, 0); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	want, got := run(false), run(true)
+	for i := range want.tasks {
+		if !reflect.DeepEqual(got.tasks[i], want.tasks[i]) {
+			t.Errorf("task %s written in one transaction:\n%+v\nover several:\n%+v", tasks[i].TaskID, got.tasks[i], want.tasks[i])
+		}
+	}
+	if !reflect.DeepEqual(got.events, want.events) {
+		t.Errorf("events written in one transaction:\n%v\nover several:\n%v", got.events, want.events)
+	}
+	if got.stats.Commits != 1 {
+		t.Errorf("%d commits; want the one transaction", got.stats.Commits)
+	}
+	if got.stats.Paired != 4 {
+		t.Errorf("%d claims merged with their finish; want 4 (3 of buffered rows)", got.stats.Paired)
+	}
+	if got.pruned != want.pruned || got.pruned != 3 {
+		t.Errorf("Prune of every finished task removed %d written in one transaction, %d over several; want 3", got.pruned, want.pruned)
+	}
+	if id := got.claimed[4].TaskID; mustState(got.tasks, id) != protocol.StateRunning {
+		t.Errorf("task %s, claimed, not finished, in the transaction: %s; want running", id, mustState(got.tasks, id))
+	}
+}
+
+// taskWrite encodes tr's creation as CreateTask does.
+func taskWrite(t *testing.T, tr TaskRecord) (TaskRecord, []any, protocol.TaskEvent, string, *TaskRecord) {
+	t.Helper()
+	if err := checkNewTask(&tr, time.Now); err != nil {
+		t.Fatal(err)
+	}
+	args, err := insertArgs(nil, &tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := EventFor(&tr, tr.CreatedAt)
+	payload, err := encodeEvent(&ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := recordOf(&tr, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr, args, ev, payload, rec
+}
+
+func mustState(tasks []TaskRecord, id string) protocol.State {
+	for _, tr := range tasks {
+		if tr.TaskID == id {
+			return tr.State
+		}
+	}
+	return ""
+}
+
+// The writes of a running task pass the creations pending before them
+// (hand): a claim and finish handed over after a creation still run first,
+// in their order, and merge.
+func TestRunningTaskWritesPassPendingOnes(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tasks := claimTasks()
+	a, b := tasks[0], tasks[2]
+	if _, _, _, err := s.CreateTask(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	hold, release := make(chan struct{}), make(chan struct{})
+	go s.write(ctx, func(w *writer) error { close(hold); <-release; return nil })
+	<-hold
+	handed := func(n int) func() bool {
+		return func() bool {
+			s.w.qmu.Lock()
+			defer s.w.qmu.Unlock()
+			return len(s.w.pending)+len(s.w.lane) == n
+		}
+	}
+	created := make(chan protocol.TaskEvent, 1)
+	go func() {
+		_, ev, _, err := s.CreateTask(ctx, b)
+		if err != nil {
+			t.Error(err)
+		}
+		created <- ev
+	}()
+	waitFor(t, "the creation to be handed over", handed(1))
+	claimed, started, ok, err := s.Claim(ctx, time.Now())
+	if err != nil || !ok || claimed.TaskID != a.TaskID {
+		t.Fatalf("Claim = %s, %v, %v; want %s", claimed.TaskID, ok, err, a.TaskID)
+	}
+	fin := time.Now().UTC()
+	claimed.State, claimed.FinishedAt = protocol.StateSucceeded, &fin
+	claimed.Result = &protocol.ExecutionResult{Output: []byte(`1`), KPIs: map[string]float64{}}
+	finished := make(chan protocol.TaskEvent, 1)
+	go func() {
+		ev, err := s.UpdateTask(ctx, claimed, protocol.StateRunning)
+		if err != nil {
+			t.Error(err)
+		}
+		finished <- ev
+	}()
+	waitFor(t, "the finish to be handed over", handed(3))
+	before := s.WriteStats().Paired
+	close(release)
+	run, err := started.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, queued := <-finished, <-created
+	if !(run.Seq < end.Seq && end.Seq < queued.Seq) {
+		t.Errorf("seqs: %s running %d, finished %d, %s queued %d; want the running task's writes first, in order",
+			a.TaskID, run.Seq, end.Seq, b.TaskID, queued.Seq)
+	}
+	if p := s.WriteStats().Paired - before; p != 1 {
+		t.Errorf("%d claims merged with their finish; want 1", p)
+	}
+	if got := mustGet(t, s, a.TaskID); got.State != protocol.StateSucceeded {
+		t.Errorf("%s: %s; want succeeded", a.TaskID, got.State)
+	}
+}
