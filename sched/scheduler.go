@@ -143,6 +143,12 @@ func New(cfg Config) (*Scheduler, error) {
 		stopping:   make(chan struct{}),
 		rng:        rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)),
 	}
+	// A store that can tell when a task becomes claimable, before its
+	// creation commits, wakes a worker then: the task runs while the
+	// creation's transaction is open, and its outcome can commit with it.
+	if r, ok := cfg.Store.(interface{ OnReady(func()) }); ok {
+		r.OnReady(s.poke)
+	}
 	s.bus.subs = map[*subscriber]struct{}{}
 	s.bus.byTask = map[string]map[*subscriber]struct{}{}
 	s.runCtx, s.stopRuns = context.WithCancelCause(context.Background())

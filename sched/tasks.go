@@ -44,12 +44,16 @@ func (s *Scheduler) Submit(ctx context.Context, p *protocol.SubmitParams, sink S
 	// comes after the mark; and its first event is held, so that none of
 	// its later events goes out before it.
 	held := make(chan struct{})
+	// Counted in the queue before it is there: a worker may claim it
+	// (and count it out) before CreateTask returns.
 	s.mu.Lock()
 	s.unfinished[t.TaskID] = struct{}{}
 	s.publishing[t.TaskID] = held
 	s.mu.Unlock()
+	s.depth[t.Priority].Add(1)
 	stored, ev, created, err := s.st.CreateTask(ctx, t)
 	if err != nil || !created {
+		s.depth[t.Priority].Add(-1)
 		s.forget(t.TaskID)
 		s.releaseEvents(t.TaskID, held)
 	}
@@ -69,7 +73,6 @@ func (s *Scheduler) Submit(ctx context.Context, p *protocol.SubmitParams, sink S
 		}
 		return protocol.SubmitResult{TaskID: stored.TaskID, State: stored.State, Created: false}, sub, nil
 	}
-	s.depth[t.Priority].Add(1)
 	s.kpi.submitted(s.now())
 	s.cfg.Metrics.TaskSubmitted(t.Priority.String(), t.Agent)
 	s.logFor(ctx).Debug().Str("task_id", t.TaskID).Str("agent", t.Agent).Str("priority", t.Priority.String()).Msg("task accepted")

@@ -273,9 +273,15 @@ func (s *Scheduler) announce(rt *runningTask, started *store.Pending) bool {
 		rt.done = true
 		rt.mu.Unlock()
 		rt.cancel(errClaimLost)
-		if !errors.Is(err, store.ErrStateChanged) && !errors.Is(err, store.ErrNotFound) {
+		// Counted back into the queue, where the claim took it from:
+		// unless a write ordered before the claim changed it, which
+		// counted it itself. A task whose creation was rolled back
+		// (ErrNotFound) is counted out by its Submit.
+		if !errors.Is(err, store.ErrStateChanged) {
 			s.depth[rt.rec.Priority].Add(1)
-			s.poke()
+			if !errors.Is(err, store.ErrNotFound) {
+				s.poke()
+			}
 		}
 		s.storeFailed(fmt.Errorf("claiming task %s: %w", rt.rec.TaskID, err))
 		return false
