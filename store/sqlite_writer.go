@@ -42,6 +42,7 @@ type writer struct {
 	log      zerolog.Logger
 	maxBatch int
 	wake     chan struct{} // a write was handed over; capacity 1
+	linger   *time.Timer   // waitLane's
 	quit     chan struct{}
 	done     chan struct{}
 
@@ -392,18 +393,21 @@ func (w *writer) loop() {
 			// Tasks created in the transaction may be running still:
 			// while their claims and finishes keep coming, wait for them
 			// a little (lingerLane).
-			for start, last := time.Now(), time.Now(); w.inTx && w.open > 0 && len(w.txOps) < 3*w.maxBatch; {
-				runtime.Gosched()
-				now := time.Now()
-				if chunk = w.take(chunk[:0], 0, false); len(chunk) == 0 {
-					if now.Sub(last) > lingerLane/4 || now.Sub(start) > lingerLane {
-						break
-					}
+			var start time.Time
+			for w.inTx && w.open > 0 && len(w.txOps) < 3*w.maxBatch {
+				if chunk = w.take(chunk[:0], 0, false); len(chunk) > 0 {
+					w.execute(chunk)
+					clear(chunk)
 					continue
 				}
-				last = now
-				w.execute(chunk)
-				clear(chunk)
+				if start.IsZero() {
+					start = time.Now()
+				} else if time.Since(start) > lingerLane {
+					break
+				}
+				if !w.waitLane() {
+					break
+				}
 			}
 			if len(w.txOps) > 0 {
 				w.commit()
@@ -445,8 +449,25 @@ func (w *writer) take(chunk []*writeOp, limit int, linger bool) []*writeOp {
 // lingerLane bounds how long a transaction waits, once nothing else is
 // pending, for the tasks it created to finish (a short task runs in
 // microseconds), against a commit of a millisecond or more; it stops
-// sooner, after a quarter of it without a write from the lane.
+// sooner, after a quarter of it without a write handed over (waitLane).
 const lingerLane = 200 * time.Microsecond
+
+// waitLane waits up to lingerLane/4 for a write to be handed over; false if
+// none was.
+func (w *writer) waitLane() bool {
+	if w.linger == nil {
+		w.linger = time.NewTimer(lingerLane / 4)
+	} else {
+		w.linger.Reset(lingerLane / 4)
+	}
+	select {
+	case <-w.wake:
+		w.linger.Stop()
+		return true
+	case <-w.linger.C:
+		return false
+	}
+}
 
 // takeSlice is how many pending writes a transaction takes at a time
 // after its first take.
