@@ -180,6 +180,8 @@ func TestCreateClaimFinishInOneTransaction(t *testing.T) {
 		claimed []TaskRecord
 		events  map[string][]string
 		pruned  int
+		rows    int // events rows
+		evs     int // events in them
 		stats   WriteStats
 	}
 	run := func(oneTx bool) state {
@@ -219,6 +221,7 @@ func TestCreateClaimFinishInOneTransaction(t *testing.T) {
 		if got, _, created, err := s.CreateTask(ctx, again); err != nil || created || got.TaskID != tasks[0].TaskID {
 			t.Errorf("creating again with key %q: %s, created %v, %v; want %s", again.IdempotencyKey, got.TaskID, created, err, tasks[0].TaskID)
 		}
+		st.rows, st.evs = checkEventPages(t, s)
 		// Prune finds the finished ones (done_at).
 		if st.pruned, err = s.Prune(ctx, AnyAge, 0); err != nil {
 			t.Fatal(err)
@@ -233,6 +236,10 @@ func TestCreateClaimFinishInOneTransaction(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got.events, want.events) {
 		t.Errorf("events written in one transaction:\n%v\nover several:\n%v", got.events, want.events)
+	}
+	if got.rows >= got.evs || want.rows != want.evs {
+		t.Errorf("events rows: %d for %d events in one transaction, %d for %d over several; want fewer rows in one (a task's events together), as many over several",
+			got.rows, got.evs, want.rows, want.evs)
 	}
 	if got.stats.Commits != 1 {
 		t.Errorf("%d commits; want the one transaction", got.stats.Commits)
@@ -346,4 +353,46 @@ func TestRunningTaskWritesPassPendingOnes(t *testing.T) {
 	if got := mustGet(t, s, a.TaskID); got.State != protocol.StateSucceeded {
 		t.Errorf("%s: %s; want succeeded", a.TaskID, got.State)
 	}
+}
+
+// checkEventPages reads every event after every seq, whole and in pages of
+// 2, and checks them against one read of all: a row holding several events
+// (flushEvents) is read from its middle too. It returns the rows and
+// events stored.
+func checkEventPages(t *testing.T, s *SQLite) (rows, evs int) {
+	t.Helper()
+	ctx := context.Background()
+	all, err := s.Events(ctx, 0, EventFilter{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ev := range all {
+		if ev.Seq != int64(i+1) {
+			t.Fatalf("event %d has seq %d; want seqs 1, 2, 3...", i, ev.Seq)
+		}
+	}
+	for after := range int64(len(all)) {
+		got, err := s.Events(ctx, after, EventFilter{}, 0)
+		if err != nil || !reflect.DeepEqual(got, all[after:]) {
+			t.Fatalf("Events after %d = %d events, %v; want the %d after it", after, len(got), err, len(all)-int(after))
+		}
+		var paged []protocol.TaskEvent
+		for next := after; ; {
+			page, err := s.Events(ctx, next, EventFilter{}, 2)
+			if err != nil || len(page) > 2 {
+				t.Fatalf("a page of 2 after %d: %d events, %v", next, len(page), err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			paged, next = append(paged, page...), page[len(page)-1].Seq
+		}
+		if !reflect.DeepEqual(paged, all[after:]) {
+			t.Fatalf("Events after %d in pages of 2 = %d events; want %d", after, len(paged), len(all)-int(after))
+		}
+	}
+	if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM events").Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	return rows, len(all)
 }

@@ -232,8 +232,7 @@ func (s *SQLite) AppendProgress(ctx context.Context, taskID string, attempt int,
 	defer s.life.RUnlock()
 	var ev protocol.TaskEvent
 	err := s.sendFor(ctx, taskID, opProgress, 0, false, func(w *writer) (err error) {
-		ev, err = w.appendProgress(taskID, attempt, progress, at)
-		return err
+		return w.appendProgress(taskID, attempt, progress, at, &ev)
 	})
 	return ev, err
 }
@@ -368,7 +367,7 @@ func (s *SQLite) Claim(ctx context.Context, now time.Time) (TaskRecord, *Pending
 	var row taskRow
 	var ev protocol.TaskEvent
 	o := getOp(context.Background(), func(w *writer) (err error) {
-		row, ev, err = w.claimRead(e, now)
+		row, err = w.claimRead(e, now, &ev)
 		return err
 	})
 	o.took, o.task = e, e.id
@@ -444,11 +443,9 @@ func (s *SQLite) Events(ctx context.Context, after int64, f EventFilter, limit i
 		query += " AND agent = ?"
 		args = append(args, f.Agent)
 	}
+	// No LIMIT: a row may hold several events (flushEvents); the scan
+	// stops once it has limit.
 	query += " ORDER BY seq"
-	if limit > 0 {
-		query += " LIMIT ?"
-		args = append(args, limit)
-	}
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
@@ -459,18 +456,19 @@ func (s *SQLite) Events(ctx context.Context, after int64, f EventFilter, limit i
 	}
 	defer rows.Close()
 	var out []protocol.TaskEvent
-	for rows.Next() {
+	for rows.Next() && (limit <= 0 || len(out) < limit) {
 		var seq int64
 		var id, agent string
 		var payload []byte
 		if err := rows.Scan(&seq, &id, &agent, &payload); err != nil {
 			return nil, fmt.Errorf("store: reading events: %w", err)
 		}
-		ev, err := decodeEvent(seq, id, agent, payload)
-		if err != nil {
+		if out, err = decodeEvents(out, after, seq, id, agent, payload); err != nil {
 			return nil, err
 		}
-		out = append(out, ev)
+	}
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
 	}
 	return out, rows.Err()
 }

@@ -371,13 +371,33 @@ func encodeUpdateEvent(ev *protocol.TaskEvent, m *mutable) (string, error) {
 	return string(append(b, '}')), nil
 }
 
-func decodeEvent(seq int64, taskID, agent string, payload []byte) (protocol.TaskEvent, error) {
-	var p eventPayload
-	if err := json.Unmarshal(payload, &p); err != nil {
-		return protocol.TaskEvent{}, fmt.Errorf("store: decoding event %d: %w", seq, err)
+// decodeEvents appends to out the events of an events row whose seq is
+// above after: one, or several consecutive ones of a task (flushEvents),
+// the last of which has seq.
+func decodeEvents(out []protocol.TaskEvent, after, seq int64, taskID, agent string, payload []byte) ([]protocol.TaskEvent, error) {
+	if len(payload) == 0 || payload[0] != '[' {
+		var p eventPayload
+		if err := json.Unmarshal(payload, &p); err != nil {
+			return out, fmt.Errorf("store: decoding event %d: %w", seq, err)
+		}
+		return append(out, eventOf(seq, taskID, agent, &p)), nil
 	}
+	var ps []eventPayload
+	if err := json.Unmarshal(payload, &ps); err != nil {
+		return out, fmt.Errorf("store: decoding events %d to %d: %w", seq-int64(len(ps))+1, seq, err)
+	}
+	first := seq - int64(len(ps)) + 1
+	for i := range ps {
+		if s := first + int64(i); s > after {
+			out = append(out, eventOf(s, taskID, agent, &ps[i]))
+		}
+	}
+	return out, nil
+}
+
+func eventOf(seq int64, taskID, agent string, p *eventPayload) protocol.TaskEvent {
 	return protocol.TaskEvent{Seq: seq, TaskID: taskID, Agent: agent, State: p.State, Attempt: p.Attempt,
-		At: p.At, Progress: p.Progress, Result: p.Result, Error: p.Error}, nil
+		At: p.At, Progress: p.Progress, Result: p.Result, Error: p.Error}
 }
 
 // toNanos encodes a time; 0 stands for the zero time.

@@ -98,6 +98,11 @@ CREATE INDEX events_task ON events (task_seq, seq);
 `,
 	// 2: an agent's reuse_instances (agent.register's opt-in instance reuse).
 	`ALTER TABLE agents ADD COLUMN reuse_instances INTEGER NOT NULL DEFAULT 0;`,
+	// 3: an events row may hold several consecutive events of one task: its
+	// seq is the last one's and its payload the JSON array of theirs
+	// (flushEvents). Nothing to convert; the version keeps a release that
+	// reads one event per row from opening a database with such rows.
+	`INSERT OR REPLACE INTO meta (key, value) VALUES ('events_row', 'one event, or a task''s consecutive events as an array');`,
 }
 
 // schemaVersion is the version this code writes.

@@ -321,12 +321,12 @@ func TestOpenRefuses(t *testing.T) {
 			s := openSQLite(t, dir)
 			s.Close()
 			sqlExec(t, filepath.Join(dir, "fabric.db"), "UPDATE meta SET value = 7 WHERE key = 'schema_version'; PRAGMA user_version = 7")
-		}, []string{"fabric.db has schema version 7; this fabricd knows up to 2: upgrade fabricd"}},
+		}, []string{"fabric.db has schema version 7; this fabricd knows up to 3: upgrade fabricd"}},
 		{"tampered version", func(t *testing.T, dir string) {
 			s := openSQLite(t, dir)
 			s.Close()
 			sqlExec(t, filepath.Join(dir, "fabric.db"), "PRAGMA user_version = 0")
-		}, []string{"inconsistent", "schema_version is 2", "user_version is 0"}},
+		}, []string{"inconsistent", "schema_version is 3", "user_version is 0"}},
 		{"non-empty directory", func(t *testing.T, dir string) {
 			write(t, filepath.Join(dir, "notes.txt"), "mine")
 			write(t, filepath.Join(dir, "photo.jpg"), "mine")
@@ -542,8 +542,9 @@ func TestKillSafety(t *testing.T) {
 }
 
 // TestMigrateFromFirstRelease opens a database as the first release wrote it
-// (schema 1: no reuse_instances column) and checks that it is migrated, with
-// its agents kept, and that the new column is then written and read.
+// (schema 1: no reuse_instances column, one event per events row) and
+// checks that it is migrated, with its agents and events kept, and that the
+// new column is then written and read.
 func TestMigrateFromFirstRelease(t *testing.T) {
 	dir := t.TempDir()
 	s := openSQLite(t, dir)
@@ -555,9 +556,14 @@ func TestMigrateFromFirstRelease(t *testing.T) {
 	if err := s.PutAgent(ctx, agent); err != nil {
 		t.Fatal(err)
 	}
+	_, created, _, err := s.CreateTask(ctx, store.TaskRecord{Task: protocol.Task{TaskID: "t", Agent: "echo", CreatedAt: storetest.T0}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.Close()
 	db := filepath.Join(dir, "fabric.db")
-	sqlExec(t, db, "ALTER TABLE agents DROP COLUMN reuse_instances; UPDATE meta SET value = 1 WHERE key = 'schema_version'; PRAGMA user_version = 1")
+	sqlExec(t, db, "ALTER TABLE agents DROP COLUMN reuse_instances; DELETE FROM meta WHERE key = 'events_row'; "+
+		"UPDATE meta SET value = 1 WHERE key = 'schema_version'; PRAGMA user_version = 1")
 
 	s = openSQLite(t, dir)
 	defer s.Close()
@@ -567,6 +573,9 @@ func TestMigrateFromFirstRelease(t *testing.T) {
 	}
 	if got.ReuseInstances || got.Digest != agent.Digest || string(got.Module) != string(agent.Module) {
 		t.Fatalf("GetAgent after the migration = %+v", got)
+	}
+	if evs, err := s.Events(ctx, 0, store.EventFilter{}, 0); err != nil || len(evs) != 1 || evs[0] != created {
+		t.Fatalf("Events after the migration = %+v, %v; want %+v", evs, err, created)
 	}
 	agent.ReuseInstances = true
 	if err := s.PutAgent(ctx, agent); err != nil {
@@ -581,7 +590,7 @@ func TestMigrateFromFirstRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sdb.Close()
-	if err := sdb.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 2 {
-		t.Fatalf("user_version after the migration = %d, %v; want 2", version, err)
+	if err := sdb.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != 3 {
+		t.Fatalf("user_version after the migration = %d, %v; want 3", version, err)
 	}
 }

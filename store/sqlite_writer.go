@@ -42,6 +42,7 @@ type writer struct {
 	log      zerolog.Logger
 	maxBatch int
 	wake     chan struct{} // a write was handed over; capacity 1
+	laneWake chan struct{} // a write was handed over to the lane; capacity 1
 	linger   *time.Timer   // waitLane's
 	quit     chan struct{}
 	done     chan struct{}
@@ -78,7 +79,11 @@ type writer struct {
 	rowArgs  []any                    // rows of tasks created in it, not yet inserted: rowCols each (flushRows)
 	rowAt    map[string]int           // index of the buffered row by task
 	open     int                      // buffered rows not finished
-	evArgs   []any                    // flushEvents' arguments, reused
+	evRows   []any                    // flushEvents' rows' arguments, reused
+	evGroup  map[int64]int            // flushEvents': a task's group, by QueueSeq
+	evFirst  []int                    // flushEvents': each group's first event
+	evLast   []int                    // flushEvents': each group's last event so far
+	evNext   []int                    // flushEvents': the next event of the same group, -1 for none
 	paired   int64                    // claims merged into their finish in it
 	broken   error                    // set when the file and memory could not be reconciled
 }
@@ -156,7 +161,7 @@ func putOp(o *writeOp) {
 const recCacheBytes = 32 << 20
 
 func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Logger, onCommit func(time.Duration, int)) (*writer, error) {
-	w := &writer{conn: conn, log: log, maxBatch: maxBatch, onCommit: onCommit, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
+	w := &writer{conn: conn, log: log, maxBatch: maxBatch, onCommit: onCommit, wake: make(chan struct{}, 1), laneWake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
 		deferred: map[string]deferredClaim{}}
 	prep := func(dst **sql.Stmt, q string) error {
 		if *dst != nil {
@@ -237,7 +242,6 @@ func newWriter(ctx context.Context, conn *sql.Conn, maxBatch int, log zerolog.Lo
 			return nil, err
 		}
 	}
-	w.evArgs = make([]any, 0, 5*eventChunks[0])
 	w.qmu.Lock()
 	err := w.load(ctx)
 	w.qmu.Unlock()
@@ -326,6 +330,10 @@ func (w *writer) load(ctx context.Context) error {
 func (w *writer) hand(o *writeOp) {
 	if o.kind.laned() {
 		w.lane = append(w.lane, o)
+		select {
+		case w.laneWake <- struct{}{}:
+		default:
+		}
 	} else {
 		w.pending = append(w.pending, o)
 	}
@@ -369,46 +377,12 @@ func (w *writer) loop() {
 			quit = true
 		}
 		for {
-			if chunk = w.take(chunk[:0], w.maxBatch, true); len(chunk) == 0 {
+			if chunk = w.take(chunk[:0], takeSlice, true); len(chunk) == 0 {
 				break
 			}
 			w.execute(chunk)
 			clear(chunk)
-			// Writes handed over while these ran join the transaction:
-			// a short task's claim and outcome, written while its
-			// creation runs, then commit with it, and whoever waits for
-			// the task waits one commit less. Pending writes are taken a
-			// slice at a time, and the lane's in between, for the claims
-			// and finishes of the tasks just created to catch up. Only
-			// pending writes count against maxBatch (a running task's are
-			// bounded by the tasks), and the lane alone stops at twice it.
-			for w.inTx && len(w.txOps) < 3*w.maxBatch {
-				limit := min(takeSlice, w.maxBatch-w.txMain)
-				if chunk = w.take(chunk[:0], max(limit, 0), false); len(chunk) == 0 {
-					break
-				}
-				w.execute(chunk)
-				clear(chunk)
-			}
-			// Tasks created in the transaction may be running still:
-			// while their claims and finishes keep coming, wait for them
-			// a little (lingerLane).
-			var start time.Time
-			for w.inTx && w.open > 0 && len(w.txOps) < 3*w.maxBatch {
-				if chunk = w.take(chunk[:0], 0, false); len(chunk) > 0 {
-					w.execute(chunk)
-					clear(chunk)
-					continue
-				}
-				if start.IsZero() {
-					start = time.Now()
-				} else if time.Since(start) > lingerLane {
-					break
-				}
-				if !w.waitLane() {
-					break
-				}
-			}
+			chunk = w.fill(chunk)
 			if len(w.txOps) > 0 {
 				w.commit()
 			}
@@ -417,6 +391,48 @@ func (w *writer) loop() {
 			return
 		}
 	}
+}
+
+// fill runs the rest of a transaction begun with a first slice of writes:
+// the writes handed over while these ran join it. A short task's claim and
+// outcome, written while its creation runs, then commit with it (its row
+// is inserted once, in its final state), and whoever waits for the task
+// waits one commit less. So pending writes are taken a slice at a time,
+// the lane's in between, and while a slice's worth of the tasks created
+// in the transaction are not finished, more pending writes wait for their
+// claims and finishes (the writer would otherwise create tasks faster than
+// the workers run them, and commit them all unfinished); unless the lane
+// stays idle for a while (long tasks). Only pending writes count against
+// maxBatch (a running task's are bounded by the tasks), and the lane alone
+// stops at twice it. Once nothing pending can join, the transaction waits
+// for its unfinished tasks up to lingerLane in all.
+func (w *writer) fill(chunk []*writeOp) []*writeOp {
+	idle := false // the lane was waited for in vain since the last take
+	var lingering time.Time
+	for w.inTx && len(w.txOps) < 3*w.maxBatch {
+		limit := max(min(takeSlice, w.maxBatch-w.txMain), 0)
+		if w.open >= takeSlice && !idle {
+			limit = 0
+		}
+		if chunk = w.take(chunk[:0], limit, false); len(chunk) > 0 {
+			w.execute(chunk)
+			clear(chunk)
+			idle = false
+			continue
+		}
+		if limit > 0 || w.txMain >= w.maxBatch { // nothing pending can join
+			if w.open == 0 || idle {
+				break
+			}
+			if lingering.IsZero() {
+				lingering = time.Now()
+			} else if time.Since(lingering) > lingerLane {
+				break
+			}
+		}
+		idle = !w.waitLane()
+	}
+	return chunk
 }
 
 // take moves the lane's writes, and pending writes up to limit, to chunk,
@@ -446,22 +462,26 @@ func (w *writer) take(chunk []*writeOp, limit int, linger bool) []*writeOp {
 	}
 }
 
-// lingerLane bounds how long a transaction waits, once nothing else is
-// pending, for the tasks it created to finish (a short task runs in
+// lingerLane bounds how long a transaction waits, once nothing pending can
+// join it, for the tasks it created to finish (a short task runs in
 // microseconds), against a commit of a millisecond or more; it stops
-// sooner, after a quarter of it without a write handed over (waitLane).
-const lingerLane = 200 * time.Microsecond
+// sooner when lingerIdle passes without a write of a running task
+// (waitLane): then the tasks are long.
+const (
+	lingerLane = time.Millisecond
+	lingerIdle = 50 * time.Microsecond
+)
 
-// waitLane waits up to lingerLane/4 for a write to be handed over; false if
-// none was.
+// waitLane waits up to lingerIdle for a write of a running task to be
+// handed over; false if none was.
 func (w *writer) waitLane() bool {
 	if w.linger == nil {
-		w.linger = time.NewTimer(lingerLane / 4)
+		w.linger = time.NewTimer(lingerIdle)
 	} else {
-		w.linger.Reset(lingerLane / 4)
+		w.linger.Reset(lingerIdle)
 	}
 	select {
-	case <-w.wake:
+	case <-w.laneWake:
 		w.linger.Stop()
 		return true
 	case <-w.linger.C:
@@ -761,25 +781,27 @@ func (w *writer) closeStmts() {
 	}
 }
 
-// insertEvent appends ev, an event of the task with QueueSeq taskSeq, with
-// the next seq. The row is inserted with others (flushEvents), before the
-// commit; a failure then aborts the transaction.
+// insertEvent appends ev, an event of the task with QueueSeq taskSeq. Its
+// seq is assigned, and its row inserted with others, when the events
+// appended so far are flushed (flushEvents), before the commit: ev must
+// stay where it is until then. A failure then aborts the transaction.
 func (w *writer) insertEvent(taskSeq int64, ev *protocol.TaskEvent, payload string) error {
-	w.seq++
-	ev.Seq = w.seq
-	w.events = append(w.events, eventRow{seq: w.seq, taskSeq: taskSeq, taskID: ev.TaskID, agent: ev.Agent, payload: payload})
-	if len(w.events) >= eventChunks[0] {
-		return w.flushEvents()
-	}
+	w.events = append(w.events, eventRow{taskSeq: taskSeq, ev: ev, payload: payload})
 	return nil
 }
 
-// eventRow is an events row waiting to be inserted.
+// eventRow is an event waiting to be inserted.
 type eventRow struct {
-	seq, taskSeq           int64
-	taskID, agent, payload string
+	taskSeq int64
+	ev      *protocol.TaskEvent
+	payload string
 }
 
+// An events row holds one event, or several consecutive events of one task
+// (from schema version 3): its seq is the last one's, and its payload the
+// JSON array of theirs. flushEvents gives the events of each task in a
+// transaction consecutive seqs, in their order, so that a short task's
+// three events (queued, running, finished) make one row, not three.
 const insertEventSQL = `INSERT INTO events (seq, task_seq, task_id, agent, payload) VALUES (?, ?, ?, ?, ?)`
 
 // eventChunks are the row counts of the prepared event inserts, largest
@@ -788,28 +810,75 @@ const insertEventSQL = `INSERT INTO events (seq, task_seq, task_id, agent, paylo
 // several rows to a statement insert each for half.
 var eventChunks = [...]int{32, 8, 1}
 
-// flushEvents inserts the events appended so far. It runs before the
-// commit, and before any write that is not one of a task's own (Prune
-// deletes events).
+// flushEvents assigns the seqs of the events appended so far, each task's
+// together, and inserts them. It runs before the commit, and before any
+// write that is not one of a task's own (Prune deletes events, saveMeta
+// reads the last seq).
 func (w *writer) flushEvents() error {
-	evs := w.events
-	for len(evs) > 0 {
+	if len(w.events) == 0 {
+		return nil
+	}
+	// Each task's events, in their order, the tasks in the order of their
+	// first event.
+	if w.evGroup == nil {
+		w.evGroup = map[int64]int{}
+	}
+	firsts := w.evFirst[:0]
+	for i := range w.events {
+		g, ok := w.evGroup[w.events[i].taskSeq]
+		if !ok {
+			g = len(firsts)
+			w.evGroup[w.events[i].taskSeq] = g
+			firsts = append(firsts, i)
+		}
+		w.evNext = append(w.evNext, -1)
+		if ok {
+			w.evNext[w.evLast[g]] = i
+			w.evLast[g] = i
+		} else {
+			w.evLast = append(w.evLast, i)
+		}
+	}
+	rows := w.evRows[:0]
+	var b strings.Builder
+	for _, i := range firsts {
+		e := &w.events[i]
+		n := 0
+		for j := i; j >= 0; j = w.evNext[j] {
+			w.seq++
+			w.events[j].ev.Seq = w.seq
+			n++
+		}
+		payload := e.payload
+		if n > 1 {
+			b.Reset()
+			b.WriteByte('[')
+			for j := i; j >= 0; j = w.evNext[j] {
+				if j != i {
+					b.WriteByte(',')
+				}
+				b.WriteString(w.events[j].payload)
+			}
+			b.WriteByte(']')
+			payload = b.String()
+		}
+		rows = append(rows, w.seq, e.taskSeq, e.ev.TaskID, e.ev.Agent, payload)
+	}
+	w.evFirst, w.evRows = firsts, rows
+	clear(w.evGroup)
+	w.evNext, w.evLast = w.evNext[:0], w.evLast[:0]
+	for len(rows) > 0 {
 		i := 0
-		for eventChunks[i] > len(evs) {
+		for eventChunks[i]*5 > len(rows) {
 			i++
 		}
-		n := eventChunks[i]
-		args := w.evArgs[:0]
-		for _, e := range evs[:n] {
-			args = append(args, e.seq, e.taskSeq, e.taskID, e.agent, e.payload)
+		n := eventChunks[i] * 5
+		if _, err := w.stmts.insertEvents[i].Exec(rows[:n]...); err != nil {
+			return abort(fmt.Errorf("appending the events of task %s and more: %w", rows[2], err))
 		}
-		_, err := w.stmts.insertEvents[i].Exec(args...)
-		clear(args)
-		if err != nil {
-			return abort(fmt.Errorf("appending the events of task %s and %d more: %w", evs[0].taskID, n-1, err))
-		}
-		evs = evs[n:]
+		rows = rows[n:]
 	}
+	clear(w.evRows)
 	clear(w.events)
 	w.events = w.events[:0]
 	return nil
@@ -1005,23 +1074,21 @@ func (w *writer) claimKnown(e *qentry, attempt int, now time.Time, ev *protocol.
 }
 
 // claimRead claims a task whose record must be read, and appends its event.
-func (w *writer) claimRead(e *qentry, now time.Time) (row taskRow, ev protocol.TaskEvent, err error) {
+// Its event is *ev, whose Seq is set before the commit (insertEvent).
+func (w *writer) claimRead(e *qentry, now time.Time, ev *protocol.TaskEvent) (row taskRow, err error) {
 	row, err = scanTask(w.stmts.claim.QueryRow(toNanos(now), e.seq))
 	if err == sql.ErrNoRows {
-		return row, ev, w.claimLost(e)
+		return row, w.claimLost(e)
 	}
 	if err != nil {
-		return row, ev, abort(fmt.Errorf("claiming task %s: %w", e.id, err))
+		return row, abort(fmt.Errorf("claiming task %s: %w", e.id, err))
 	}
-	ev = protocol.TaskEvent{TaskID: row.id, Agent: row.agent, State: protocol.StateRunning, Attempt: int(row.attempt), At: now}
-	payload, err := encodeEvent(&ev)
+	*ev = protocol.TaskEvent{TaskID: row.id, Agent: row.agent, State: protocol.StateRunning, Attempt: int(row.attempt), At: now}
+	payload, err := encodeEvent(ev)
 	if err != nil {
-		return row, ev, abort(err)
+		return row, abort(err)
 	}
-	if err := w.insertEvent(row.queueSeq, &ev, payload); err != nil {
-		return row, ev, err
-	}
-	return row, ev, nil
+	return row, w.insertEvent(row.queueSeq, ev, payload)
 }
 
 // runState returns what appendProgress checks of a task: from its claim,
@@ -1043,24 +1110,22 @@ func (w *writer) runState(id string) (state string, attempt int, agent string, q
 	return state, attempt, agent, qseq, nil
 }
 
-func (w *writer) appendProgress(taskID string, attempt int, progress float64, at time.Time) (protocol.TaskEvent, error) {
+// appendProgress appends a progress event, *ev, whose Seq is set before
+// the commit (insertEvent).
+func (w *writer) appendProgress(taskID string, attempt int, progress float64, at time.Time, ev *protocol.TaskEvent) error {
 	state, cur, agent, qseq, err := w.runState(taskID)
 	if err != nil {
-		return protocol.TaskEvent{}, err
+		return err
 	}
 	t := TaskRecord{Task: protocol.Task{TaskID: taskID, Agent: agent, State: protocol.State(state), Attempt: cur}}
-	ev, err := progressEvent(&t, attempt, progress, at)
+	if *ev, err = progressEvent(&t, attempt, progress, at); err != nil {
+		return err
+	}
+	payload, err := encodeEvent(ev)
 	if err != nil {
-		return ev, err
+		return err
 	}
-	payload, err := encodeEvent(&ev)
-	if err != nil {
-		return ev, err
-	}
-	if err := w.insertEvent(qseq, &ev, payload); err != nil {
-		return ev, err
-	}
-	return ev, nil
+	return w.insertEvent(qseq, ev, payload)
 }
 
 func (w *writer) recover(now time.Time) ([]taskRow, []protocol.TaskEvent, error) {
@@ -1088,16 +1153,17 @@ func (w *writer) recover(now time.Time) ([]taskRow, []protocol.TaskEvent, error)
 			return nil, nil, abort(fmt.Errorf("requeueing task %s: %w", r.id, err))
 		}
 		r.state, r.readyAt, r.next = string(protocol.StateQueued), 0, sql.NullInt64{}
-		ev := protocol.TaskEvent{TaskID: r.id, Agent: r.agent, State: protocol.StateQueued, Attempt: int(r.attempt), At: now}
-		payload, err := encodeEvent(&ev)
+		// In evs' room, which does not move: insertEvent sets its Seq later.
+		evs = append(evs, protocol.TaskEvent{TaskID: r.id, Agent: r.agent, State: protocol.StateQueued, Attempt: int(r.attempt), At: now})
+		ev := &evs[len(evs)-1]
+		payload, err := encodeEvent(ev)
 		if err != nil {
 			return nil, nil, abort(err)
 		}
-		if err := w.insertEvent(r.queueSeq, &ev, payload); err != nil {
+		if err := w.insertEvent(r.queueSeq, ev, payload); err != nil {
 			return nil, nil, err
 		}
 		w.queuePut(r.id, r.agent, protocol.Priority(r.prio), r.queueSeq, time.Time{}, nil)
-		evs = append(evs, ev)
 	}
 	return running, evs, nil
 }
