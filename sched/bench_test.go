@@ -65,6 +65,7 @@ func BenchmarkSubmitWait(b *testing.B) {
 				ws := sq.WriteStats()
 				b.ReportMetric(float64(ws.Writes)/float64(max(ws.Commits, 1)), "writes/commit")
 				b.ReportMetric(float64(ws.Paired)/float64(max(ws.Writes, 1))*3, "paired/task")
+				b.ReportMetric(float64(ws.Once)/float64(b.N), "once/task")
 			}
 		})
 	}

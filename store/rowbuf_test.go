@@ -244,6 +244,9 @@ func TestCreateClaimFinishInOneTransaction(t *testing.T) {
 	if got.stats.Commits != 1 {
 		t.Errorf("%d commits; want the one transaction", got.stats.Commits)
 	}
+	if got.stats.Once != 2 || want.stats.Once != 0 {
+		t.Errorf("%d tasks written once in one transaction, %d over several; want the 2 finished of buffered rows, and none", got.stats.Once, want.stats.Once)
+	}
 	if got.stats.Paired != 4 {
 		t.Errorf("%d claims merged with their finish; want 4 (3 of buffered rows)", got.stats.Paired)
 	}

@@ -308,11 +308,14 @@ type WriteStats struct {
 	Commits int64 // transactions committed
 	Writes  int64 // writes they held: Writes/Commits is the group commit's batch size
 	Paired  int64 // claims committed with the finish of their run, in one row update
+	// Once counts the tasks created, claimed and finished in one
+	// transaction: their row inserted once, finished (sqlite_rowbuf.go).
+	Once int64
 }
 
 // WriteStats returns the writer's counters.
 func (s *SQLite) WriteStats() WriteStats {
-	return WriteStats{Commits: s.w.commits.Load(), Writes: s.w.writes.Load(), Paired: s.w.pairs.Load()}
+	return WriteStats{Commits: s.w.commits.Load(), Writes: s.w.writes.Load(), Paired: s.w.pairs.Load(), Once: s.w.once.Load()}
 }
 
 // OnReady sets f to be called, on the writer's goroutine, each time a

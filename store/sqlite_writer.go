@@ -60,6 +60,7 @@ type writer struct {
 	onReady   atomic.Pointer[func()] // told when a creation puts a task in the queue (SQLite.OnReady)
 	writes    atomic.Int64           // writes committed in them
 	pairs     atomic.Int64           // claims committed with the finish of their run (deferredClaim)
+	once      atomic.Int64           // tasks committed with their creation, claim and finish (WriteStats.Once)
 	logFrames atomic.Int64           // the log's length at the checkpointer's last run
 	restarts  atomic.Int64           // restartLog's checkpoints
 	restartAt int64                  // the log's length that calls for restartLog
@@ -85,6 +86,7 @@ type writer struct {
 	evLast   []int                    // flushEvents': each group's last event so far
 	evNext   []int                    // flushEvents': the next event of the same group, -1 for none
 	paired   int64                    // claims merged into their finish in it
+	doneRows int64                    // buffered rows finished in it
 	broken   error                    // set when the file and memory could not be reconciled
 }
 
@@ -576,7 +578,8 @@ func (w *writer) commit() {
 	w.commits.Add(1)
 	w.writes.Add(int64(len(w.txOps)))
 	w.pairs.Add(w.paired)
-	w.paired = 0
+	w.once.Add(w.doneRows)
+	w.paired, w.doneRows = 0, 0
 	if w.onCommit != nil {
 		w.onCommit(time.Since(w.began), len(w.txOps))
 	}
@@ -621,7 +624,7 @@ func (w *writer) rollback(failed error, rest []*writeOp) {
 	w.dropRows()
 	clear(w.events)
 	w.events = w.events[:0]
-	w.paired = 0
+	w.paired, w.doneRows = 0, 0
 	failedOps := slices.Clone(w.txOps)
 	clear(w.txOps)
 	w.txOps = w.txOps[:0]
@@ -955,6 +958,7 @@ func (w *writer) updateTask(t *TaskRecord, expect protocol.State, m *mutable, ev
 		}
 		if !waiting(t.State) {
 			w.open--
+			w.doneRows++
 		}
 		known, qseq, agent = true, row[colQueueSeq].(int64), t.Agent
 	} else if t.QueueSeq > 0 {
