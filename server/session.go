@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -468,6 +469,10 @@ func (ss *session) writeLoop() {
 		case <-ss.outDone:
 			last = true
 		}
+		// Answers made ready with the one that woke the loop (finish)
+		// are queued by their goroutines, runnable now: let them run
+		// first, and write them all at once.
+		runtime.Gosched()
 		o.wmu.Lock()
 		c, corks := ss.t.(corker)
 		for msg := o.pop(); msg != nil; msg = o.pop() {
@@ -706,14 +711,29 @@ func (ss *session) finish(req request, b *batchReply, began time.Time, res any, 
 	ss.srv.recordRPC(req.Method, code, time.Since(began))
 	// The slot is free before the answer is out, so that a client that
 	// waits for an answer to send its next request finds room.
-	ss.requestDone()
-	if msg != nil {
-		ss.reply(b, msg, reader)
+	left := ss.requestDone()
+	if msg == nil {
+		return
 	}
+	// A request that ran on its own goroutine, while others of the
+	// connection are in flight, queues its answer for the writer
+	// goroutine: requests that wait for the same thing (a store commit)
+	// end together, and their answers then go out in one write instead
+	// of one each (writeLoop). Alone, or with the queue full, it answers
+	// as a request on the reader does.
+	if reader == 0 && b == nil && left > 0 {
+		if queued, _ := ss.out.tryPush(msg, false); queued {
+			return
+		}
+	}
+	ss.reply(b, msg, reader)
 }
 
-func (ss *session) requestDone() {
+// requestDone frees a request's slot and returns how many requests are
+// still in flight.
+func (ss *session) requestDone() int {
 	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	ss.inflight--
 	if ss.inflight == 0 && ss.ending {
 		select {
@@ -722,7 +742,7 @@ func (ss *session) requestDone() {
 			close(ss.idle)
 		}
 	}
-	ss.mu.Unlock()
+	return ss.inflight
 }
 
 // decode decodes a request's params for m, recovering a panic into an
