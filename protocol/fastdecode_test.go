@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -107,4 +108,26 @@ func errText(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// A label that is not a string is refused naming its key.
+func TestLabelErrorNamesTheKey(t *testing.T) {
+	for _, tc := range []struct{ params, want string }{
+		{`{"agent":"a","input":{},"labels":{"a":1}}`, `labels: "a": want a string; got number`},
+		{`{"agent":"a","input":{},"labels":{"ok":"x","zz":[1]}}`, `labels: "zz": want a string; got array`},
+		{`{"agent":"a","input":{},"labels":{"ok":"x","b":null}}`, ``},
+		{`{"agent":"a","input":{},"labels":[1]}`, `labels: want an object; got array`},
+	} {
+		var p SubmitParams
+		err := DecodeParams(json.RawMessage(tc.params), &p)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v; want no error (null reads as \"\")", tc.params, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want %q", tc.params, err, tc.want)
+		}
+	}
 }

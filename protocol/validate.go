@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -50,9 +52,33 @@ func decodeStrict(raw []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field == "labels" {
+			// encoding/json names the map, not the key: find it.
+			if key, ok := badLabel(raw); ok {
+				return Errorf(ErrInvalidParams, "labels: %q: want a string; got %s", key, te.Value)
+			}
+		}
 		return paramsError(err)
 	}
 	return nil
+}
+
+// badLabel returns a key of the labels object in raw whose value is not a
+// string (the first in key order), if there is one.
+func badLabel(raw []byte) (string, bool) {
+	var p struct {
+		Labels map[string]json.RawMessage `json:"labels"`
+	}
+	if json.Unmarshal(raw, &p) != nil {
+		return "", false
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.Labels)) {
+		if v := bytes.TrimSpace(p.Labels[k]); len(v) == 0 || v[0] != '"' {
+			return k, true
+		}
+	}
+	return "", false
 }
 
 func paramsError(err error) error {
