@@ -258,7 +258,7 @@ func TestCreateClaimFinishInOneTransaction(t *testing.T) {
 	}
 }
 
-// taskWrite encodes tr's creation as CreateTask does.
+// taskWrite is what CreateTask hands the writer for a new task tr.
 func taskWrite(t *testing.T, tr TaskRecord) (TaskRecord, []any, protocol.TaskEvent, string, *TaskRecord) {
 	t.Helper()
 	if err := checkNewTask(&tr, time.Now); err != nil {

@@ -146,22 +146,7 @@ func BenchmarkWriterCreate(b *testing.B) {
 // newTaskWrite is what CreateTask hands the writer for a new task "a".
 func newTaskWrite(t *testing.T) (TaskRecord, []any, protocol.TaskEvent, string, *TaskRecord) {
 	t.Helper()
-	tr := TaskRecord{Task: protocol.Task{TaskID: "a", Agent: "echo", Priority: protocol.Normal, CreatedAt: time.Unix(1, 0)}}
-	checkNewTask(&tr, time.Now)
-	args, err := insertArgs(nil, &tr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev := EventFor(&tr, tr.CreatedAt)
-	payload, err := encodeEvent(&ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := recordOf(&tr, args)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tr, args, ev, payload, rec
+	return taskWrite(t, TaskRecord{Task: protocol.Task{TaskID: "a", Agent: "echo", Priority: protocol.Normal, CreatedAt: time.Unix(1, 0)}})
 }
 
 // A write handed over while a batch runs joins that batch's transaction:
