@@ -22,11 +22,14 @@ import (
 )
 
 // writer is the single goroutine that writes fabric.db. Callers hand it
-// writeOps by appending them to pending, in order; it takes everything
-// pending (up to maxBatch), runs it in one transaction and commits once:
-// group commit. While a commit's fsync runs, the next writes gather in
-// pending, so many concurrent writes share one fsync; and since one
-// goroutine assigns event seqs and QueueSeqs, they grow in commit order.
+// writeOps by appending them to pending, in order (the writes of running
+// tasks to a lane of their own: hand); it takes what is handed over (up to
+// maxBatch pending writes, paced to the workers: fill), runs it in one
+// transaction and commits once: group commit. While a commit's fsync runs,
+// the next writes gather, so many concurrent writes share one fsync; and
+// since one goroutine assigns event seqs and QueueSeqs, they grow in commit
+// order. New tasks' rows and all events are inserted at the commit
+// (sqlite_rowbuf.go, flushEvents).
 //
 // The writer owns the in-memory state that mirrors the file: the next seqs
 // and the queue of waiting tasks. Ops that add to the queue do so as they
