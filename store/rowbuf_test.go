@@ -399,3 +399,54 @@ func checkEventPages(t *testing.T, s *SQLite) (rows, evs int) {
 	}
 	return rows, len(all)
 }
+
+// A write of a buffered task that is not its claim or merged finish (here
+// a cancel while it waits, in the transaction that creates it) inserts the
+// buffered rows first and then updates the row in the file.
+func TestCancelOfBufferedTask(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tr, args, ev, payload, rec := newTaskWrite(t)
+	cancelled := make(chan error, 1)
+	err = s.write(ctx, func(w *writer) error {
+		if _, err := w.createTask(&tr, args, &ev, payload, rec); err != nil {
+			return err
+		}
+		if w.buffered("a") == nil {
+			return fmt.Errorf("the new task's row is not buffered")
+		}
+		out := tr
+		now := time.Now().UTC()
+		out.State, out.FinishedAt = protocol.StateCancelled, &now
+		go func() { _, err := s.UpdateTask(ctx, out, protocol.StateQueued); cancelled <- err }()
+		waitFor(t, "the cancel to be handed over", func() bool {
+			s.w.qmu.Lock()
+			defer s.w.qmu.Unlock()
+			return len(s.w.pending) == 1
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-cancelled; err != nil {
+		t.Fatalf("cancel in the creating transaction: %v", err)
+	}
+	if got := mustGet(t, s, "a"); got.State != protocol.StateCancelled {
+		t.Errorf("task: %s; want cancelled", got.State)
+	}
+	if _, _, ok, err := s.Claim(ctx, time.Now()); ok || err != nil {
+		t.Errorf("Claim after the cancel = %v, %v; want nothing to claim", ok, err)
+	}
+	evs, err := s.Events(ctx, 0, EventFilter{TaskIDs: []string{"a"}}, 0)
+	if err != nil || len(evs) != 2 || evs[0].State != protocol.StateQueued || evs[1].State != protocol.StateCancelled {
+		t.Errorf("events: %+v, %v; want queued, cancelled", evs, err)
+	}
+	if st := s.WriteStats(); st.Commits != 1 || st.Once != 0 {
+		t.Errorf("%d commits, %d tasks written once; want 1 and 0", st.Commits, st.Once)
+	}
+}
