@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -448,5 +449,89 @@ func TestCancelOfBufferedTask(t *testing.T) {
 	}
 	if st := s.WriteStats(); st.Commits != 1 || st.Once != 0 {
 		t.Errorf("%d commits, %d tasks written once; want 1 and 0", st.Commits, st.Once)
+	}
+}
+
+// While the writer would wait for a transaction's unfinished tasks, it
+// inserts the rows and events of those that finished (flushDone): they read
+// back as if inserted at the commit, and the unfinished one stays buffered
+// until then.
+func TestFinishedRowsInsertedWhileWaiting(t *testing.T) {
+	defer func(n int) { ripeFlush = n }(ripeFlush)
+	ripeFlush = 1
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var ends []chan error
+	var claimed []TaskRecord
+	err = s.write(ctx, func(w *writer) error {
+		for i := range 5 {
+			tr, args, ev, payload, rec := taskWrite(t, TaskRecord{Task: protocol.Task{TaskID: fmt.Sprintf("t%d", i), Agent: "echo", CreatedAt: time.Unix(1, 0)}})
+			if _, err := w.createTask(&tr, args, &ev, payload, rec); err != nil {
+				return err
+			}
+		}
+		for i := range 5 {
+			tr, _, ok, err := s.Claim(ctx, time.Unix(2, 0))
+			if err != nil || !ok {
+				return fmt.Errorf("claim %d: %v %v", i, ok, err)
+			}
+			claimed = append(claimed, tr)
+			if i >= 3 {
+				continue // left running
+			}
+			fin := time.Unix(3, 0).UTC()
+			tr.State, tr.FinishedAt = protocol.StateSucceeded, &fin
+			tr.Result = &protocol.ExecutionResult{Output: []byte(fmt.Sprint(i)), KPIs: map[string]float64{}}
+			ch := make(chan error, 1)
+			ends = append(ends, ch)
+			go func() { _, err := s.UpdateTask(ctx, tr, protocol.StateRunning); ch <- err }()
+		}
+		waitFor(t, "the finishes to be handed over", func() bool {
+			s.w.qmu.Lock()
+			defer s.w.qmu.Unlock()
+			return len(s.w.lane) == 8
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range ends {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := s.WriteStats(); st.Commits != 1 || st.Once != 3 {
+		t.Errorf("%d commits, %d tasks written once; want 1 and 3", st.Commits, st.Once)
+	}
+	want := map[string]string{"t0": "queued running succeeded", "t1": "queued running succeeded", "t2": "queued running succeeded",
+		"t3": "queued running", "t4": "queued running"}
+	for id, states := range want {
+		got := mustGet(t, s, id)
+		evs, err := s.Events(ctx, 0, EventFilter{TaskIDs: []string{id}}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seen []string
+		for i, ev := range evs {
+			seen = append(seen, string(ev.State))
+			if i > 0 && ev.Seq != evs[i-1].Seq+1 {
+				t.Errorf("%s: seqs %d then %d; want a task's events in a transaction together", id, evs[i-1].Seq, ev.Seq)
+			}
+		}
+		if strings.Join(seen, " ") != states || string(got.State) != strings.Fields(states)[len(strings.Fields(states))-1] {
+			t.Errorf("%s: %s, events %v; want events %s", id, got.State, seen, states)
+		}
+	}
+	// The finished tasks' events were inserted before the running ones'.
+	if evs, err := s.Events(ctx, 9, EventFilter{}, 0); err != nil || len(evs) != 4 || evs[0].TaskID != "t3" || evs[2].TaskID != "t4" {
+		t.Errorf("events after 9: %+v, %v; want t3's two, then t4's", evs, err)
+	}
+	if rows, evs := checkEventPages(t, s); rows != 5 || evs != 13 {
+		t.Errorf("%d events rows for %d events; want 5 for 13", rows, evs)
 	}
 }

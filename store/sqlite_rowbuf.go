@@ -97,7 +97,15 @@ func (w *writer) needsRows(o *writeOp) bool {
 
 // flushRows inserts the buffered rows.
 func (w *writer) flushRows() error {
-	rows := w.rowArgs
+	if err := w.insertRows(w.rowArgs); err != nil {
+		return err
+	}
+	w.dropRows()
+	return nil
+}
+
+// insertRows inserts rows, rowCols values each.
+func (w *writer) insertRows(rows []any) error {
 	for len(rows) > 0 {
 		i := 0
 		for rowChunks[i]*rowCols > len(rows) {
@@ -112,8 +120,56 @@ func (w *writer) flushRows() error {
 		}
 		rows = rows[n:]
 	}
-	w.dropRows()
 	return nil
+}
+
+// flushDone inserts the buffered rows of the tasks that finished, and their
+// events, leaving the rest buffered: the commit would insert them anyway,
+// and the writer calls this when it would otherwise wait for the workers
+// (fill), so that the commit, which everyone in the transaction waits for,
+// has less to do.
+func (w *writer) flushDone() error {
+	done, kept := w.doneArgs[:0], w.rowArgs[:0]
+	clear(w.doneSeqs)
+	if w.doneSeqs == nil {
+		w.doneSeqs = map[int64]bool{}
+	}
+	for i := 0; i < len(w.rowArgs); i += rowCols {
+		row := w.rowArgs[i : i+rowCols]
+		if s, _ := row[colState].(string); s == string(protocol.StateRunning) || waiting(protocol.State(s)) {
+			kept = append(kept, row...) // kept may overwrite row only once read: it is never ahead of i
+			continue
+		}
+		done = append(done, row...)
+		w.doneSeqs[row[colQueueSeq].(int64)] = true
+	}
+	w.doneArgs = done
+	clear(w.rowArgs[len(kept):])
+	w.rowArgs = kept
+	clear(w.rowAt)
+	for i := 0; i < len(kept); i += rowCols {
+		w.rowAt[kept[i+colTaskID].(string)] = i / rowCols
+	}
+	w.ripe = 0
+	err := w.insertRows(done)
+	clear(w.doneArgs)
+	if err != nil {
+		return err
+	}
+	// Their events, each task's still together and in order.
+	evs, keptEvs := w.doneEvents[:0], w.events[:0]
+	for _, e := range w.events {
+		if w.doneSeqs[e.taskSeq] {
+			evs = append(evs, e)
+		} else {
+			keptEvs = append(keptEvs, e)
+		}
+	}
+	clear(w.events[len(keptEvs):])
+	w.events, w.doneEvents = keptEvs, evs
+	err = w.insertEvents(evs)
+	clear(w.doneEvents)
+	return err
 }
 
 // dropRows forgets the buffered rows: inserted, or rolled back.
@@ -121,7 +177,7 @@ func (w *writer) dropRows() {
 	clear(w.rowArgs)
 	w.rowArgs = w.rowArgs[:0]
 	clear(w.rowAt)
-	w.open = 0
+	w.open, w.ripe = 0, 0
 }
 
 // claimBuffered makes a deferred claim's change to its task's buffered

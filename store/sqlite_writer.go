@@ -73,24 +73,28 @@ type writer struct {
 	pending []*writeOp // handed over, not yet taken, in order
 	lane    []*writeOp // the same, for the writes of running tasks (hand)
 
-	cur      *writeOp // the op running, on the writer goroutine
-	inTx     bool     // a transaction is open
-	began    time.Time
-	txOps    []*writeOp               // the writes run in it
-	txMain   int                      // how many of them came from pending, not lane
-	deferred map[string]deferredClaim // claims whose row update waits, by task
-	events   []eventRow               // events appended in it, not yet inserted (flushEvents)
-	rowArgs  []any                    // rows of tasks created in it, not yet inserted: rowCols each (flushRows)
-	rowAt    map[string]int           // index of the buffered row by task
-	open     int                      // buffered rows not finished
-	evRows   []any                    // flushEvents' rows' arguments, reused
-	evGroup  map[int64]int            // flushEvents': a task's group, by QueueSeq
-	evFirst  []int                    // flushEvents': each group's first event
-	evLast   []int                    // flushEvents': each group's last event so far
-	evNext   []int                    // flushEvents': the next event of the same group, -1 for none
-	paired   int64                    // claims merged into their finish in it
-	doneRows int64                    // buffered rows finished in it
-	broken   error                    // set when the file and memory could not be reconciled
+	cur        *writeOp // the op running, on the writer goroutine
+	inTx       bool     // a transaction is open
+	began      time.Time
+	txOps      []*writeOp               // the writes run in it
+	txMain     int                      // how many of them came from pending, not lane
+	deferred   map[string]deferredClaim // claims whose row update waits, by task
+	events     []eventRow               // events appended in it, not yet inserted (flushEvents)
+	rowArgs    []any                    // rows of tasks created in it, not yet inserted: rowCols each (flushRows)
+	rowAt      map[string]int           // index of the buffered row by task
+	open       int                      // buffered rows not finished
+	ripe       int                      // buffered rows finished (flushDone)
+	doneArgs   []any                    // flushDone's rows, reused
+	doneSeqs   map[int64]bool           // flushDone's tasks, by QueueSeq
+	doneEvents []eventRow               // flushDone's events, reused
+	evRows     []any                    // flushEvents' rows' arguments, reused
+	evGroup    map[int64]int            // flushEvents': a task's group, by QueueSeq
+	evFirst    []int                    // flushEvents': each group's first event
+	evLast     []int                    // flushEvents': each group's last event so far
+	evNext     []int                    // flushEvents': the next event of the same group, -1 for none
+	paired     int64                    // claims merged into their finish in it
+	doneRows   int64                    // buffered rows finished in it
+	broken     error                    // set when the file and memory could not be reconciled
 }
 
 type writerStmts struct {
@@ -435,6 +439,14 @@ func (w *writer) fill(chunk []*writeOp) []*writeOp {
 				break
 			}
 		}
+		if w.ripe >= ripeFlush {
+			// Rather than wait, insert what the commit would.
+			if err := w.flushDone(); err != nil {
+				w.rollback(err, nil)
+				return chunk
+			}
+			continue
+		}
 		idle = !w.waitLane()
 	}
 	return chunk
@@ -493,6 +505,10 @@ func (w *writer) waitLane() bool {
 		return false
 	}
 }
+
+// ripeFlush is how many finished buffered rows make it worth inserting them
+// while the writer would wait (flushDone): a statement takes 32 rows.
+var ripeFlush = 32 // a variable for tests
 
 // takeSlice is how many pending writes a transaction takes at a time
 // after its first take.
@@ -821,7 +837,17 @@ var eventChunks = [...]int{32, 8, 1}
 // write that is not one of a task's own (Prune deletes events, saveMeta
 // reads the last seq).
 func (w *writer) flushEvents() error {
-	if len(w.events) == 0 {
+	if err := w.insertEvents(w.events); err != nil {
+		return err
+	}
+	clear(w.events)
+	w.events = w.events[:0]
+	return nil
+}
+
+// insertEvents assigns the seqs of events and inserts them (flushEvents).
+func (w *writer) insertEvents(events []eventRow) error {
+	if len(events) == 0 {
 		return nil
 	}
 	// Each task's events, in their order, the tasks in the order of their
@@ -830,11 +856,11 @@ func (w *writer) flushEvents() error {
 		w.evGroup = map[int64]int{}
 	}
 	firsts := w.evFirst[:0]
-	for i := range w.events {
-		g, ok := w.evGroup[w.events[i].taskSeq]
+	for i := range events {
+		g, ok := w.evGroup[events[i].taskSeq]
 		if !ok {
 			g = len(firsts)
-			w.evGroup[w.events[i].taskSeq] = g
+			w.evGroup[events[i].taskSeq] = g
 			firsts = append(firsts, i)
 		}
 		w.evNext = append(w.evNext, -1)
@@ -848,11 +874,11 @@ func (w *writer) flushEvents() error {
 	rows := w.evRows[:0]
 	var b strings.Builder
 	for _, i := range firsts {
-		e := &w.events[i]
+		e := &events[i]
 		n := 0
 		for j := i; j >= 0; j = w.evNext[j] {
 			w.seq++
-			w.events[j].ev.Seq = w.seq
+			events[j].ev.Seq = w.seq
 			n++
 		}
 		payload := e.payload
@@ -863,7 +889,7 @@ func (w *writer) flushEvents() error {
 				if j != i {
 					b.WriteByte(',')
 				}
-				b.WriteString(w.events[j].payload)
+				b.WriteString(events[j].payload)
 			}
 			b.WriteByte(']')
 			payload = b.String()
@@ -885,8 +911,6 @@ func (w *writer) flushEvents() error {
 		rows = rows[n:]
 	}
 	clear(w.evRows)
-	clear(w.events)
-	w.events = w.events[:0]
 	return nil
 }
 
@@ -961,6 +985,7 @@ func (w *writer) updateTask(t *TaskRecord, expect protocol.State, m *mutable, ev
 		}
 		if !waiting(t.State) {
 			w.open--
+			w.ripe++
 			w.doneRows++
 		}
 		known, qseq, agent = true, row[colQueueSeq].(int64), t.Agent
