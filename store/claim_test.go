@@ -132,11 +132,7 @@ func mustGet(t *testing.T, s Store, id string) TaskRecord {
 // (here, a wrong expected state) puts it back.
 func TestUpdateOfWaitingTaskOrdersBeforeClaims(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	tasks := claimTasks()[:2]
 	for _, tr := range tasks {
 		if _, _, _, err := s.CreateTask(ctx, tr); err != nil {
@@ -197,11 +193,7 @@ func TestUpdateOfWaitingTaskOrdersBeforeClaims(t *testing.T) {
 // handed out again by the reload.
 func TestClaimAfterFailedBatch(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	tasks := claimTasks()
 	if _, _, _, err := s.CreateTask(ctx, tasks[0]); err != nil {
 		t.Fatal(err)
@@ -220,7 +212,7 @@ func TestClaimAfterFailedBatch(t *testing.T) {
 		ok bool
 	}
 	var claims []claimed
-	err = s.write(ctx, func(w *writer) error {
+	err := s.write(ctx, func(w *writer) error {
 		if _, err := w.createTask(&b, args, &ev, payload, rec); err != nil {
 			return err
 		}
@@ -333,11 +325,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // what is read back is what two updates would have left.
 func TestClaimAndFinishInOneBatch(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	tasks := claimTasks()[:3]
 	for _, tr := range tasks {
 		if _, _, _, err := s.CreateTask(ctx, tr); err != nil {

@@ -295,11 +295,7 @@ func mustState(tasks []TaskRecord, id string) protocol.State {
 // in their order, and merge.
 func TestRunningTaskWritesPassPendingOnes(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	tasks := claimTasks()
 	a, b := tasks[0], tasks[2]
 	if _, _, _, err := s.CreateTask(ctx, a); err != nil {
@@ -406,14 +402,10 @@ func checkEventPages(t *testing.T, s *SQLite) (rows, evs int) {
 // buffered rows first and then updates the row in the file.
 func TestCancelOfBufferedTask(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	tr, args, ev, payload, rec := newTaskWrite(t)
 	cancelled := make(chan error, 1)
-	err = s.write(ctx, func(w *writer) error {
+	err := s.write(ctx, func(w *writer) error {
 		if _, err := w.createTask(&tr, args, &ev, payload, rec); err != nil {
 			return err
 		}
@@ -460,14 +452,10 @@ func TestFinishedRowsInsertedWhileWaiting(t *testing.T) {
 	defer func(n int) { ripeFlush = n }(ripeFlush)
 	ripeFlush = 1
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	var ends []chan error
 	var claimed []TaskRecord
-	err = s.write(ctx, func(w *writer) error {
+	err := s.write(ctx, func(w *writer) error {
 		for i := range 5 {
 			tr, args, ev, payload, rec := taskWrite(t, TaskRecord{Task: protocol.Task{TaskID: fmt.Sprintf("t%d", i), Agent: "echo", CreatedAt: time.Unix(1, 0)}})
 			if _, err := w.createTask(&tr, args, &ev, payload, rec); err != nil {

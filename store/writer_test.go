@@ -18,11 +18,7 @@ import (
 // back, and the writer's memory (seqs, queue) is reloaded to match the file.
 func TestWriterAbortReloads(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	task := func(id string) TaskRecord {
 		return TaskRecord{Task: protocol.Task{TaskID: id, Agent: "echo", Priority: protocol.Normal, CreatedAt: time.Unix(1, 0)}}
 	}
@@ -35,7 +31,7 @@ func TestWriterAbortReloads(t *testing.T) {
 	args, _ := insertArgs(nil, &b)
 	ev := EventFor(&b, b.CreatedAt)
 	payload, _ := encodeEvent(&ev)
-	err = s.write(ctx, func(w *writer) error {
+	err := s.write(ctx, func(w *writer) error {
 		if _, err := w.createTask(&b, args, &ev, payload, nil); err != nil {
 			return err
 		}
@@ -76,11 +72,7 @@ func TestWriterAbortReloads(t *testing.T) {
 // context's error, and nothing is written.
 func TestWriteCancelled(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	tr := TaskRecord{Task: protocol.Task{TaskID: "x", Agent: "echo", Priority: protocol.Normal}}
@@ -143,6 +135,18 @@ func BenchmarkWriterCreate(b *testing.B) {
 	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 }
 
+// openTemp opens a SQLite store in a new temporary directory, closed when
+// the test ends.
+func openTemp(t *testing.T) *SQLite {
+	t.Helper()
+	s, err := OpenSQLite(context.Background(), t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // newTaskWrite is what CreateTask hands the writer for a new task "a".
 func newTaskWrite(t *testing.T) (TaskRecord, []any, protocol.TaskEvent, string, *TaskRecord) {
 	t.Helper()
@@ -154,15 +158,11 @@ func newTaskWrite(t *testing.T) (TaskRecord, []any, protocol.TaskEvent, string, 
 // waits for the claim waits one commit, not two.
 func TestWritesHandedOverDuringABatchJoinIt(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	tr, args, ev, payload, rec := newTaskWrite(t)
 	before := s.WriteStats()
 	var started *Pending
-	err = s.write(ctx, func(w *writer) error {
+	err := s.write(ctx, func(w *writer) error {
 		if _, err := w.createTask(&tr, args, &ev, payload, rec); err != nil {
 			return err
 		}
@@ -197,17 +197,13 @@ func TestWritesHandedOverDuringABatchJoinIt(t *testing.T) {
 // must not count it as waiting again.
 func TestClaimRolledBackWithItsCreation(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	tr, args, ev, payload, rec := newTaskWrite(t)
 	var started *Pending
 	failing := getOp(ctx, func(w *writer) error { return abort(fmt.Errorf("disk on fire")) })
 	failed := newPending()
 	failing.pend = failed
-	err = s.sendFor(ctx, "a", opCreate, 0, false, func(w *writer) error {
+	err := s.sendFor(ctx, "a", opCreate, 0, false, func(w *writer) error {
 		if _, err := w.createTask(&tr, args, &ev, payload, rec); err != nil {
 			return err
 		}
