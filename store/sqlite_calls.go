@@ -456,7 +456,7 @@ func (s *SQLite) Events(ctx context.Context, after int64, f EventFilter, limit i
 	}
 	defer rows.Close()
 	var out []protocol.TaskEvent
-	for rows.Next() && (limit <= 0 || len(out) < limit) {
+	for (limit <= 0 || len(out) < limit) && rows.Next() {
 		var seq int64
 		var id, agent string
 		var payload []byte
